@@ -1,0 +1,1 @@
+"""Low-level kernels: the C extension wrapper and Numba kernels. Private API."""

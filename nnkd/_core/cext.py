@@ -1,0 +1,42 @@
+"""Thin wrapper around the C extension ``nnkd._cext``: allocation and argument checks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from nnkd import _cext
+except ImportError as exc:  # pragma: no cover - exercised only on a broken install
+    _cext = None
+    IMPORT_ERROR: ImportError | None = exc
+else:
+    IMPORT_ERROR = None
+
+CEXT_AVAILABLE = _cext is not None
+
+
+def require_cext():
+    """Return the compiled module or raise an ``ImportError`` that says how to build it."""
+    if _cext is None:
+        raise ImportError(
+            "nnkd's C extension (nnkd._cext) is not built; reinstall with `pip install .` "
+            f"from the source tree (a C99 compiler is needed). Original error: {IMPORT_ERROR}"
+        )
+    return _cext
+
+
+def greedy_permutation_c(X, code, start, max_centres, stop_radius, labels, n_classes, active):
+    """Run the C farthest-first traversal. Inputs must already be validated and coerced
+    (see :func:`nnkd.condense.nets.greedy_permutation`); returns the raw output arrays."""
+    cext = require_cext()
+    n = X.shape[0]
+    order = np.empty(max_centres, dtype=np.int64)
+    radius = np.empty(max_centres, dtype=np.float64)
+    owner = np.empty(n, dtype=np.int64)
+    dist = np.empty(n, dtype=np.float64)
+    train_err = np.zeros(max_centres, dtype=np.int64) if labels is not None else None
+    valid_err = np.zeros(max_centres, dtype=np.int64) if labels is not None else None
+    m = cext.greedy_permutation(X, int(code), int(start), int(max_centres), float(stop_radius),
+                                labels, int(n_classes), active, order, radius, owner, dist,
+                                train_err, valid_err)
+    return order, radius, owner, dist, train_err, valid_err, m
