@@ -1,0 +1,97 @@
+"""Hart's condensed nearest neighbour (CNN), all classes condensed together."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from sklearn.utils import check_random_state
+
+from nnkd._core.nearest import rank_distance
+from nnkd._core.threads import kernel_threads
+from nnkd.condense._result import CondenseResult
+
+_BLOCK = 256
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _catch_up(X, i, store, lo, hi, metric, best_d, best_pos):
+    for s in range(lo, hi):
+        d = rank_distance(X, i, X, store[s], metric)
+        if d < best_d[i]:                                 # strict: earliest prototype wins ties
+            best_d[i] = d
+            best_pos[i] = s
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _hart(X, y, visit, metric, max_store, store, best_d, best_pos):
+    """Hart (1968) passes over ``visit`` until one pass adds nothing (or the store is full).
+
+    A point is checked against every prototype once: ``checked[i]`` remembers how much
+    of the store it has seen. Each block first catches its points up with the current
+    store in parallel, then walks them in order, adding the misclassified ones.
+    """
+    n = visit.shape[0]
+    checked = np.zeros(X.shape[0], dtype=np.int64)
+    in_store = np.zeros(X.shape[0], dtype=np.uint8)
+    store[0] = visit[0]
+    in_store[visit[0]] = 1
+    best_d[visit[0]] = 0.0
+    best_pos[visit[0]] = 0
+    checked[visit[0]] = 1
+    size = 1
+    changed = True
+    while changed and size < max_store:
+        changed = False
+        for b0 in range(0, n, _BLOCK):
+            b1 = min(b0 + _BLOCK, n)
+            now = size
+            for t in numba.prange(b0, b1):
+                i = visit[t]
+                if in_store[i] == 0:
+                    _catch_up(X, i, store, checked[i], now, metric, best_d, best_pos)
+                    checked[i] = now
+            for t in range(b0, b1):
+                i = visit[t]
+                if in_store[i] != 0 or size >= max_store:
+                    continue
+                _catch_up(X, i, store, checked[i], size, metric, best_d, best_pos)
+                checked[i] = size
+                if y[store[best_pos[i]]] != y[i]:
+                    store[size] = i
+                    in_store[i] = 1
+                    best_d[i] = 0.0
+                    best_pos[i] = size
+                    size += 1
+                    changed = True
+    # Final catch-up: after a cap, earlier points have not seen the last prototypes.
+    for t in numba.prange(n):
+        i = visit[t]
+        if in_store[i] == 0:
+            _catch_up(X, i, store, checked[i], size, metric, best_d, best_pos)
+    return size
+
+
+def hart_condense(X, y, code, *, max_prototypes=None, random_state=None, n_jobs=None) -> CondenseResult:
+    """Hart's CNN: keep adding misclassified points until 1-NN over the store labels
+    every training point correctly (consistency).
+
+    Points are visited in a random order (``random_state``); the store starts with the
+    first visited point. Exact duplicates with conflicting labels cannot both be
+    classified correctly; such a pair is kept once each and the pass still terminates.
+    ``max_prototypes`` stops early (the store is then not consistent).
+
+    References
+    ----------
+    .. [1] P. E. Hart, "The condensed nearest neighbor rule", IEEE Trans. Inf. Theory
+       14(3):515-516, 1968.
+    """
+    n = X.shape[0]
+    visit = check_random_state(random_state).permutation(n).astype(np.int64)
+    cap = n if max_prototypes is None else max_prototypes
+    store = np.empty(cap, dtype=np.int64)
+    best_d = np.full(n, np.inf)
+    best_pos = np.zeros(n, dtype=np.int64)
+    with kernel_threads(n_jobs):
+        size = _hart(X, y, visit, code, cap, store, best_d, best_pos)
+    scale = float(np.sqrt(best_d.max()) if code == 0 else best_d.max())
+    return CondenseResult(store[:size].copy(), best_pos, scale)

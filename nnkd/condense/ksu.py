@@ -1,0 +1,149 @@
+"""KSU: majority-vote nets at every scale, scale chosen by a compression bound.
+
+For every prefix size ``m`` of a greedy permutation (a net at scale ``radius[m]``),
+each net point is labelled by the majority of its Voronoi cell and
+``alpha(m)`` is the fraction of training points whose label differs from their
+cell's. The curve ``alpha(m)`` comes out of a single traversal (the C core updates
+class counts as points change cells), so all scales cost one pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from nnkd.condense._result import CondenseResult
+from nnkd.condense.bounds import compression_bound
+from nnkd.condense.nets import run_greedy
+
+SELECTIONS = ("bound", "validation")
+
+
+def central_row(X, rows=None) -> int:
+    """Row closest (euclidean) to the mean of ``X[rows]``: a deterministic first centre."""
+    idx = np.arange(X.shape[0]) if rows is None else np.flatnonzero(rows)
+    sub = X[idx].astype(np.float64)
+    return int(idx[np.argmin(((sub - sub.mean(axis=0)) ** 2).sum(axis=1))])
+
+
+def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=None, target_size=None,
+                 validation_fraction=0.2, error_tolerance=0.01, random_state=None,
+                 backend="c") -> CondenseResult:
+    """Condense ``(X, y)`` with algorithm KSU.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32, C-contiguous
+        Points in the metric's working space (see :func:`nnkd._core.metrics.as_points`).
+    y : ndarray of shape (n_samples,), int64
+        Class codes in ``[0, n_classes)``.
+    code : int
+        Metric code.
+    delta : float, default=0.05
+        Confidence of the bound.
+    selection : {"bound", "validation"}, default="bound"
+        ``"bound"`` picks the prefix minimising ``Q(n, alpha(m), 2m, delta)``
+        (Kontorovich, Sabato and Weiss); ``"validation"`` holds out stratified folds of
+        ``validation_fraction`` of the rows (``round(1 / validation_fraction)`` folds, so
+        every row is held out once), sums the held-out error of every net size over the
+        folds, picks the smallest size whose held-out error rate is within
+        ``error_tolerance`` of the lowest (see :func:`tolerance_choice`) and rebuilds the
+        net of the same fraction of all rows.
+    max_prototypes : int, default=None
+        Largest net considered (already resolved to a count).
+    validation_fraction : float, default=0.2
+        Held-out fraction per fold (``selection="validation"``).
+    error_tolerance : float, default=0.01
+        Held-out error rate that may be given up for a smaller net.
+    target_size : int, default=None
+        Use exactly this many prototypes (the first ``target_size`` of the
+        permutation) instead of a selection rule.
+
+    Returns
+    -------
+    CondenseResult
+        ``curve`` holds ``m``, ``train_errors``, ``bound`` (and ``valid_errors``).
+
+    References
+    ----------
+    .. [1] A. Kontorovich, S. Sabato, R. Weiss, "Nearest-neighbor sample compression:
+       efficiency, consistency, infinite dimensions", NeurIPS 2017, arXiv:1705.08184.
+    """
+    n = X.shape[0]
+    n_classes = int(y.max()) + 1
+    cap = n if max_prototypes is None else max_prototypes
+    if target_size is not None:
+        net = run_greedy(X, code, start=central_row(X), max_centres=min(target_size, cap), labels=y,
+                         n_classes=n_classes, backend=backend)
+        m = np.arange(1, len(net.order) + 1)
+        curve = {"m": m, "train_errors": net.train_errors,
+                 "bound": compression_bound(n, net.train_errors / n, 2 * m, delta)}
+        return CondenseResult(net.order, net.owner, net.covering_radius, curve=curve)
+    if selection == "bound":
+        # Q is infinite once the compression size 2m reaches n: no need to go further.
+        limit = min(cap, max(1, (n - 1) // 2))
+        net = run_greedy(X, code, start=central_row(X), max_centres=limit, labels=y,
+                         n_classes=n_classes, backend=backend)
+        m = np.arange(1, len(net.order) + 1)
+        bound = compression_bound(n, net.train_errors / n, 2 * m, delta)
+        best = int(np.argmin(bound)) + 1            # ties: the smallest net
+        curve = {"m": m, "train_errors": net.train_errors, "bound": bound}
+        final = run_greedy(X, code, start=int(net.order[0]), max_centres=best, labels=y,
+                           n_classes=n_classes, backend=backend)
+        return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve)
+    if selection != "validation":
+        raise ValueError(f"selection={selection!r} is not supported; use one of {SELECTIONS}.")
+    # Every row is held out once (k folds of about validation_fraction each): the summed
+    # held-out error curve is far less noisy than one split's, which matters because the
+    # chosen size is where that curve first reaches its floor.
+    curves, n_train = [], []
+    for active in _training_masks(y, validation_fraction, random_state):
+        net = run_greedy(X, code, start=central_row(X, active), max_centres=min(cap, int(active.sum())),
+                         labels=y, n_classes=n_classes, active=active.view(np.uint8), backend=backend)
+        curves.append(net.valid_errors)
+        n_train.append(int(active.sum()))
+    length = min(len(c) for c in curves)
+    valid_errors = np.sum([c[:length] for c in curves], axis=0)
+    best = tolerance_choice(valid_errors, n, error_tolerance)
+    # Carry the chosen *fraction* of the training folds over to all rows: the radius
+    # curve is flat at small scales, so carrying the scale over is unstable.
+    size = min(cap, n, int(round(best * n / np.mean(n_train))))
+    final = run_greedy(X, code, start=central_row(X), max_centres=size, labels=y,
+                       n_classes=n_classes, backend=backend)
+    m = np.arange(1, length + 1)
+    curve = {"m": m, "valid_errors": valid_errors, "n_folds": len(curves),
+             "n_train_per_fold": np.array(n_train), "chosen_m": best}
+    return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve)
+
+
+def tolerance_choice(valid_errors, n_valid, error_tolerance) -> int:
+    """Smallest prefix size whose held-out error rate is within ``error_tolerance`` of the
+    lowest one.
+
+    Held-out error falls fast and then creeps down along a long, flat floor; the
+    lowest point sits at a very large net. Trading a bounded amount of accuracy for a
+    much smaller student is what condensing is for, so the caller names the trade.
+    """
+    rates = np.asarray(valid_errors, dtype=np.float64) / n_valid
+    return int(np.flatnonzero(rates <= rates.min() + error_tolerance)[0]) + 1
+
+
+def _training_masks(y, validation_fraction, random_state):
+    """Training-row masks of ``k = max(2, round(1 / validation_fraction))`` folds."""
+    n = y.shape[0]
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction={validation_fraction} must lie in (0, 1).")
+    k = max(2, int(round(1.0 / validation_fraction)))
+    if n < k:
+        raise ValueError(f"selection='validation' holds out {k} folds and needs n_samples >= {k}; "
+                         f"got n_samples={n}. Use selection='bound' or a larger validation_fraction.")
+    counts = np.bincount(y)
+    # Stratify when every class can appear in every fold; otherwise split at random.
+    if counts[counts > 0].min() >= k:
+        splitter = StratifiedKFold(k, shuffle=True, random_state=random_state)
+    else:
+        splitter = KFold(k, shuffle=True, random_state=random_state)
+    for train_idx, _ in splitter.split(np.zeros((n, 1)), y):
+        mask = np.zeros(n, dtype=bool)
+        mask[train_idx] = True
+        yield mask

@@ -1,0 +1,275 @@
+"""``MarginCondensedNN``: a 1-NN classifier over a small, provably good prototype set."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import _safe_indexing
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from nnkd._core.metrics import METRICS, as_points, metric_code
+from nnkd._core.nearest import nearest_prototype
+from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
+from nnkd.condense.bounds import compression_bound
+from nnkd.condense.fcnn import fcnn_condense
+from nnkd.condense.gkn import gkn_condense
+from nnkd.condense.hart import hart_condense
+from nnkd.condense.ksu import ksu_condense
+from nnkd.condense.nets import resolve_count
+
+METHODS = ("ksu", "gkn", "hart", "fcnn")
+
+
+class MarginCondensedNN(ClassifierMixin, BaseEstimator):
+    """1-NN classifier over a condensed prototype set with a generalization bound.
+
+    ``fit`` keeps a small subset of the training rows (the prototypes), labels each by
+    the majority of its Voronoi cell, and reports a compression-based bound on the
+    true error. ``predict`` is 1-NN over the prototypes.
+
+    Parameters
+    ----------
+    method : {"ksu", "gkn", "hart", "fcnn"}, default="ksu"
+        - ``"ksu"``: nets of a greedy permutation at every scale, majority-vote labels,
+          scale chosen by ``selection`` (Kontorovich, Sabato and Weiss 2017).
+        - ``"gkn"``: remove a vertex cover of the conflict graph at scale gamma (exact
+          for two classes, greedy for more), net the rest; gamma chosen by the bound
+          (Gottlieb, Kontorovich and Nisnevitch 2014/2018).
+        - ``"hart"``: Hart's condensed NN (1968), all classes, consistent on the
+          training set.
+        - ``"fcnn"``: Angiulli's fast condensed NN (FCNN1, 2007), consistent.
+    metric : {"euclidean", "manhattan", "chebyshev", "cosine"}, default="euclidean"
+        Cosine runs as euclidean distance on L2-normalised rows.
+    delta : float, default=0.05
+        Confidence parameter of the bound (it holds with probability ``1 - delta``).
+    selection : {"bound", "validation"}, default="bound"
+        How ``"ksu"`` picks the net size: the bound, or held-out error. Validation holds
+        out stratified folds of ``validation_fraction`` of the rows (every row once),
+        sums the held-out error of every net size, takes the smallest size within
+        ``error_tolerance`` of the lowest and rebuilds a net of that fraction on all rows.
+        The bound is conservative at realistic sample sizes (small nets, lower
+        accuracy); ``bound_`` is reported either way.
+    validation_fraction : float, default=0.2
+        Held-out fraction per fold for ``selection="validation"`` (``round(1 / f)`` folds).
+    error_tolerance : float, default=0.01
+        Held-out error rate ``selection="validation"`` may give up for a smaller net.
+    max_prototypes : int or float, default=None
+        Hard cap on the number of prototypes (a float is a fraction of ``n_samples``).
+        For ``"hart"``/``"fcnn"`` the store then stops growing and may not be consistent.
+    target_size : int or float, default=None
+        Keep (about) this many prototypes instead of selecting a scale: the first
+        ``target_size`` points of the greedy permutation (``"ksu"``), the scale whose net
+        is closest in size (``"gkn"``); a cap for ``"hart"``/``"fcnn"``.
+    index : {"exact"}, default="exact"
+        Search backend for Voronoi assignment and prediction.
+    backend : {"c", "numba"}, default="c"
+        Implementation of the greedy permutation (identical results).
+    random_state : int, RandomState instance or None, default=None
+        Visiting order of ``"hart"`` and the split of ``selection="validation"``.
+    n_jobs : int, default=None
+        Threads for the Numba kernels (``None``: 1, ``-1``: all cores).
+
+    Attributes
+    ----------
+    prototypes_ : ndarray of shape (n_prototypes, n_features), dtype=float32
+        The kept training rows, as given (not normalised).
+    prototype_labels_ : ndarray of shape (n_prototypes,)
+        Majority label of each prototype's cell.
+    prototype_proba_ : ndarray of shape (n_prototypes, n_classes)
+        Class distribution of each prototype's cell (``predict_proba`` returns these).
+    support_ : ndarray of shape (n_prototypes,), dtype=int64
+        Indices of the prototypes in the training set (also ``sample_indices_``).
+    scale_ : float
+        Covering radius of the prototype set over the training rows (``"gkn"``: the
+        margin gamma; rows removed by the vertex cover are not covered).
+    bound_ : float
+        ``Q(n, training_error_, 2 * n_prototypes, delta)``; ``inf`` when
+        ``2 * n_prototypes >= n_samples``.
+    training_error_ : float
+        Error of the fitted classifier on the training set.
+    compression_ratio_ : float
+        ``n_prototypes / n_samples``.
+    selection_curve_ : dict
+        Diagnostics of the scale search (sizes, errors, bounds) for plotting.
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+
+    See Also
+    --------
+    sklearn.neighbors.KNeighborsClassifier : 1-NN on all training rows.
+
+    Notes
+    -----
+    Each prototype is labelled by the majority of its Voronoi cell (ties: the class
+    that sorts first), which for the consistent methods is its own label. The bound
+    counts each prototype twice (the point and a sample point carrying its label), as
+    in KSU. Prediction ties between equidistant prototypes go to the one chosen first.
+
+    References
+    ----------
+    .. [1] A. Kontorovich, S. Sabato, R. Weiss, "Nearest-neighbor sample compression:
+       efficiency, consistency, infinite dimensions", NeurIPS 2017, arXiv:1705.08184.
+    .. [2] L.-A. Gottlieb, A. Kontorovich, P. Nisnevitch, "Near-optimal sample compression
+       for nearest neighbors", NeurIPS 2014; IEEE Trans. Inf. Theory 64(6), 2018.
+    .. [3] P. E. Hart, "The condensed nearest neighbor rule", IEEE Trans. Inf. Theory 14, 1968.
+    .. [4] F. Angiulli, "Fast nearest neighbor condensation for large data sets
+       classification", IEEE Trans. Knowl. Data Eng. 19(11), 2007.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from nnkd import MarginCondensedNN
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = MarginCondensedNN(method="hart", random_state=0).fit(X, y)
+    >>> bool(clf.compression_ratio_ < 0.5) and clf.training_error_ == 0.0
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "method": [StrOptions(set(METHODS))],
+        "metric": [StrOptions(set(METRICS))],
+        "delta": [Interval(Real, 0, 1, closed="neither")],
+        "selection": [StrOptions({"bound", "validation"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "error_tolerance": [Interval(Real, 0, 1, closed="left")],
+        "max_prototypes": [Interval(Integral, 1, None, closed="left"),
+                           Interval(Real, 0, 1, closed="right"), None],
+        "target_size": [Interval(Integral, 1, None, closed="left"),
+                        Interval(Real, 0, 1, closed="right"), None],
+        "index": [StrOptions({"exact"})],
+        "backend": [StrOptions({"c", "numba"})],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(self, method="ksu", *, metric="euclidean", delta=0.05, selection="bound",
+                 validation_fraction=0.2, error_tolerance=0.01, max_prototypes=None, target_size=None, index="exact",
+                 backend="c", random_state=None, n_jobs=None):
+        self.method = method
+        self.metric = metric
+        self.delta = delta
+        self.selection = selection
+        self.validation_fraction = validation_fraction
+        self.error_tolerance = error_tolerance
+        self.max_prototypes = max_prototypes
+        self.target_size = target_size
+        self.index = index
+        self.backend = backend
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Condense the training set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows (finite; converted to float32).
+        y : array-like of shape (n_samples,)
+            Class labels (any hashable type numpy can sort).
+
+        Returns
+        -------
+        self : MarginCondensedNN
+        """
+        X, y = validate_data(self, X, y, dtype=np.float32, order="C")
+        check_classification_targets(y)
+        self.classes_, y_codes = np.unique(y, return_inverse=True)
+        y_codes = y_codes.astype(np.int64)
+        code = metric_code(self.metric)
+        Xw = as_points(X, self.metric)
+        n = X.shape[0]
+        cap = None if self.max_prototypes is None else resolve_count(self.max_prototypes, n, "max_prototypes")
+        target = None if self.target_size is None else resolve_count(self.target_size, n, "target_size")
+        if target is not None and cap is not None:
+            target = min(target, cap)
+        if self.method == "ksu":
+            result = ksu_condense(Xw, y_codes, code, delta=self.delta, selection=self.selection,
+                                  max_prototypes=cap, target_size=target,
+                                  validation_fraction=self.validation_fraction,
+                                  error_tolerance=self.error_tolerance,
+                                  random_state=self.random_state, backend=self.backend)
+        elif self.method == "gkn":
+            result = gkn_condense(Xw, y_codes, code, delta=self.delta, max_prototypes=cap,
+                                  target_size=target, backend=self.backend)
+        else:
+            limit = target if target is not None else cap
+            if self.method == "hart":
+                result = hart_condense(Xw, y_codes, code, max_prototypes=limit,
+                                       random_state=self.random_state, n_jobs=self.n_jobs)
+            else:
+                result = fcnn_condense(Xw, y_codes, code, max_prototypes=limit, n_jobs=self.n_jobs)
+
+        k, n_classes = result.support.shape[0], self.classes_.shape[0]
+        weights = None if result.voters is None else result.voters.astype(np.float64)
+        counts = np.bincount(result.owner * n_classes + y_codes, weights=weights,
+                             minlength=k * n_classes).reshape(k, n_classes)
+        empty = counts.sum(axis=1) == 0
+        # A cell can be empty only for an exact duplicate of an earlier prototype (ties go
+        # to the earlier one); it then keeps its own label.
+        counts[empty, y_codes[result.support[empty]]] = 1
+        self.prototype_proba_ = counts / counts.sum(axis=1, keepdims=True)
+        self._proto_codes = np.argmax(counts, axis=1)
+        self.prototype_labels_ = self.classes_[self._proto_codes]
+        self.support_ = result.support
+        self.sample_indices_ = result.support
+        self.prototypes_ = X[result.support]
+        self._prototypes_work = Xw[result.support]
+        self.scale_ = float(result.scale)
+        self.training_error_ = float(np.mean(self._proto_codes[result.owner] != y_codes))
+        self.bound_ = float(compression_bound(n, self.training_error_, 2 * k, self.delta))
+        self.compression_ratio_ = k / n
+        self.selection_curve_ = result.curve
+        return self
+
+    def _nearest(self, X):
+        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        Xw = as_points(X, self.metric)
+        return nearest_prototype(Xw, self._prototypes_work, metric_code(self.metric), self.n_jobs)
+
+    def predict(self, X):
+        """Label of the nearest prototype.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_queries,)
+        """
+        check_is_fitted(self)
+        _, ind = self._nearest(X)
+        return self.classes_[self._proto_codes[ind]]
+
+    def predict_proba(self, X):
+        """Class distribution of the nearest prototype's training cell.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_queries, n_classes), dtype=float64
+        """
+        check_is_fitted(self)
+        _, ind = self._nearest(X)
+        return self.prototype_proba_[ind]
+
+    def fit_resample(self, X, y):
+        """Fit, then return the condensed set (imbalanced-learn's sampler protocol).
+
+        Returns
+        -------
+        X_resampled : array-like of shape (n_prototypes, n_features)
+            The prototype rows of ``X``, in the container type given.
+        y_resampled : array-like of shape (n_prototypes,)
+            Their original labels (``prototype_labels_`` holds the cell-majority labels).
+        """
+        self.fit(X, y)
+        return _safe_indexing(X, self.support_), _safe_indexing(y, self.support_)
