@@ -161,6 +161,14 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Scales chosen by the compression bound keep very few prototypes on small
+        # samples (the bound is conservative), so training accuracy can be low by design.
+        tags.classifier_tags.poor_score = self.method == "gkn" or (
+            self.method == "ksu" and self.selection == "bound")
+        return tags
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Condense the training set.
