@@ -29,8 +29,23 @@ logger = logging.getLogger(__name__)
 _SKLEARN_METRIC = {0: "euclidean", MANHATTAN: "manhattan", CHEBYSHEV: "chebyshev"}
 
 
-def conflict_graph(X, y, code, gamma, nn=None):
+def opposite_margins(X, y, code):
+    """Distance from each row to the nearest row of another class (``inf`` if none)."""
+    margins = np.full(X.shape[0], np.inf)
+    for c in np.unique(y):
+        mine = y == c
+        if mine.all():
+            break
+        nn = NearestNeighbors(n_neighbors=1, metric=_SKLEARN_METRIC[code]).fit(X[~mine])
+        margins[mine] = nn.kneighbors(X[mine])[0][:, 0]
+    return margins
+
+
+def conflict_graph(X, y, code, gamma, nn=None, margins=None):
     """Edges ``(i, j)``, ``i < j``, between differently labelled points closer than ``gamma``.
+
+    Only rows with an opposite-class point closer than ``gamma`` (``margins``) are
+    queried: at the small scales that matter, that is a small part of the data.
 
     Returns
     -------
@@ -38,9 +53,15 @@ def conflict_graph(X, y, code, gamma, nn=None):
     """
     if nn is None:
         nn = NearestNeighbors(metric=_SKLEARN_METRIC[code]).fit(X)
-    graph = nn.radius_neighbors_graph(X, radius=gamma, mode="distance").tocoo()
-    keep = (graph.row < graph.col) & (graph.data < gamma) & (y[graph.row] != y[graph.col])
-    return graph.row[keep].astype(np.int64), graph.col[keep].astype(np.int64)
+    if margins is None:
+        margins = opposite_margins(X, y, code)
+    query = np.flatnonzero(margins < gamma)
+    if query.size == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    graph = nn.radius_neighbors_graph(X[query], radius=gamma, mode="distance").tocoo()
+    src = query[graph.row]
+    keep = (src < graph.col) & (graph.data < gamma) & (y[src] != y[graph.col])
+    return src[keep].astype(np.int64), graph.col[keep].astype(np.int64)
 
 
 def min_vertex_cover_bipartite(rows, cols, left):
@@ -151,10 +172,11 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
         lo = lo if lo > 0 else hi * 1e-3
         scales = np.unique(np.geomspace(lo, hi, n_scales))
     nn = NearestNeighbors(metric=_SKLEARN_METRIC[code]).fit(X)
+    margins = opposite_margins(X, y, code)
     best, candidates = None, []
     for gamma in scales:
         if np.isfinite(gamma):
-            rows, cols = conflict_graph(X, y, code, gamma, nn)
+            rows, cols = conflict_graph(X, y, code, gamma, nn, margins)
             if rows.size > max_edges_per_point * n:
                 logger.info("GKN: stopping the scale scan at gamma=%.4g (%d conflict edges)", gamma, rows.size)
                 break

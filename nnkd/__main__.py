@@ -1,0 +1,5 @@
+import sys
+
+from nnkd.cli import main
+
+sys.exit(main())
