@@ -27,7 +27,7 @@ def central_row(X, rows=None) -> int:
 
 
 def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=None, target_size=None,
-                 validation_fraction=0.2, error_tolerance=0.01, random_state=None,
+                 validation_fraction=0.2, error_tolerance=0.005, random_state=None,
                  backend="c") -> CondenseResult:
     """Condense ``(X, y)`` with algorithm KSU.
 
@@ -53,7 +53,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
         Largest net considered (already resolved to a count).
     validation_fraction : float, default=0.2
         Held-out fraction per fold (``selection="validation"``).
-    error_tolerance : float, default=0.01
+    error_tolerance : float, default=0.005
         Held-out error rate that may be given up for a smaller net.
     target_size : int, default=None
         Use exactly this many prototypes (the first ``target_size`` of the
@@ -117,15 +117,18 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
 
 
 def tolerance_choice(valid_errors, n_valid, error_tolerance) -> int:
-    """Smallest prefix size whose held-out error rate is within ``error_tolerance`` of the
-    lowest one.
+    """Smallest prefix size from which the held-out error rate stays within
+    ``error_tolerance`` of the lowest one.
 
     Held-out error falls fast and then creeps down along a long, flat floor; the
     lowest point sits at a very large net. Trading a bounded amount of accuracy for a
     much smaller student is what condensing is for, so the caller names the trade.
+    Requiring the curve to *stay* under the threshold (rather than touch it once)
+    keeps a lucky early dip of a noisy curve from choosing too small a net.
     """
     rates = np.asarray(valid_errors, dtype=np.float64) / n_valid
-    return int(np.flatnonzero(rates <= rates.min() + error_tolerance)[0]) + 1
+    above = np.flatnonzero(rates > rates.min() + error_tolerance)
+    return 1 if above.size == 0 else int(above[-1]) + 2
 
 
 def _training_masks(y, validation_fraction, random_state):

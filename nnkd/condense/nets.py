@@ -67,7 +67,8 @@ def resolve_count(value, n: int, name: str) -> int:
     if isinstance(value, Real):
         if not 0.0 < value <= 1.0:
             raise ValueError(f"{name}={value} as a fraction must lie in (0, 1].")
-        return max(1, int(np.ceil(value * n)))
+        # Round down: a fractional budget is never exceeded.
+        return max(1, int(value * n + 1e-9))
     raise TypeError(f"{name} must be an int or a float fraction; got {type(value).__name__}.")
 
 

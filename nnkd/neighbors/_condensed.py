@@ -54,7 +54,7 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         accuracy); ``bound_`` is reported either way.
     validation_fraction : float, default=0.2
         Held-out fraction per fold for ``selection="validation"`` (``round(1 / f)`` folds).
-    error_tolerance : float, default=0.01
+    error_tolerance : float, default=0.005
         Held-out error rate ``selection="validation"`` may give up for a smaller net.
     max_prototypes : int or float, default=None
         Hard cap on the number of prototypes (a float is a fraction of ``n_samples``).
@@ -146,7 +146,7 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, method="ksu", *, metric="euclidean", delta=0.05, selection="bound",
-                 validation_fraction=0.2, error_tolerance=0.01, max_prototypes=None, target_size=None, index="exact",
+                 validation_fraction=0.2, error_tolerance=0.005, max_prototypes=None, target_size=None, index="exact",
                  backend="c", random_state=None, n_jobs=None):
         self.method = method
         self.metric = metric
