@@ -5,19 +5,16 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from nnkd._core.nearest import rank_distance
+from nnkd._core.nearest import scan_nearest
 from nnkd._core.threads import kernel_threads
 from nnkd.condense._result import CondenseResult
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _update_nearest(X, store, lo, hi, metric, best_d, best_pos):
+def _update_nearest(X, S, lo, hi, metric, best_d, best_pos):
+    """Fold prototypes ``S[lo:hi]`` (contiguous copies) into every row's nearest."""
     for i in numba.prange(X.shape[0]):
-        for s in range(lo, hi):
-            d = rank_distance(X, i, X, store[s], metric)
-            if d < best_d[i]:
-                best_d[i] = d
-                best_pos[i] = s
+        best_d[i], best_pos[i] = scan_nearest(X[i], S, lo, hi, metric, best_d[i], best_pos[i])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -60,6 +57,7 @@ def fcnn_condense(X, y, code, *, max_prototypes=None, n_jobs=None) -> CondenseRe
     n = X.shape[0]
     cap = n if max_prototypes is None else max_prototypes
     store = np.empty(n, dtype=np.int64)
+    S = np.empty_like(X)
     best_d = np.full(n, np.inf)
     best_pos = np.zeros(n, dtype=np.int64)
     rep = np.empty(n, dtype=np.int64)
@@ -70,8 +68,9 @@ def fcnn_condense(X, y, code, *, max_prototypes=None, n_jobs=None) -> CondenseRe
     with kernel_threads(n_jobs):
         while new.size:
             store[size:size + new.size] = new
+            S[size:size + new.size] = X[new]
             in_store[new] = 1
-            _update_nearest(X, store, size, size + new.size, code, best_d, best_pos)
+            _update_nearest(X, S, size, size + new.size, code, best_d, best_pos)
             size += new.size
             if size >= cap:
                 break

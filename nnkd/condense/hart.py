@@ -6,20 +6,20 @@ import numba
 import numpy as np
 from sklearn.utils import check_random_state
 
-from nnkd._core.nearest import rank_distance
+from nnkd._core.nearest import scan_nearest
 from nnkd._core.threads import kernel_threads
 from nnkd.condense._result import CondenseResult
 
-_BLOCK = 256
+# Rows per parallel catch-up. Large blocks mean few thread barriers (each costs a
+# scheduler slice when a core is busy); the price is more sequential work inside a
+# block, small because each row there only meets the block's own new prototypes.
+_BLOCK = 4096
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _catch_up(X, i, store, lo, hi, metric, best_d, best_pos):
-    for s in range(lo, hi):
-        d = rank_distance(X, i, X, store[s], metric)
-        if d < best_d[i]:                                 # strict: earliest prototype wins ties
-            best_d[i] = d
-            best_pos[i] = s
+@numba.njit(cache=True, nogil=True)
+def _catch_up(X, i, S, lo, hi, metric, best_d, best_pos):
+    """Compare row i with prototypes ``S[lo:hi]`` (a contiguous copy: no gather)."""
+    best_d[i], best_pos[i] = scan_nearest(X[i], S, lo, hi, metric, best_d[i], best_pos[i])
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -31,9 +31,11 @@ def _hart(X, y, visit, metric, max_store, store, best_d, best_pos):
     store in parallel, then walks them in order, adding the misclassified ones.
     """
     n = visit.shape[0]
+    S = np.empty((max_store, X.shape[1]), dtype=X.dtype)
     checked = np.zeros(X.shape[0], dtype=np.int64)
     in_store = np.zeros(X.shape[0], dtype=np.uint8)
     store[0] = visit[0]
+    S[0] = X[visit[0]]
     in_store[visit[0]] = 1
     best_d[visit[0]] = 0.0
     best_pos[visit[0]] = 0
@@ -48,16 +50,17 @@ def _hart(X, y, visit, metric, max_store, store, best_d, best_pos):
             for t in numba.prange(b0, b1):
                 i = visit[t]
                 if in_store[i] == 0:
-                    _catch_up(X, i, store, checked[i], now, metric, best_d, best_pos)
+                    _catch_up(X, i, S, checked[i], now, metric, best_d, best_pos)
                     checked[i] = now
             for t in range(b0, b1):
                 i = visit[t]
                 if in_store[i] != 0 or size >= max_store:
                     continue
-                _catch_up(X, i, store, checked[i], size, metric, best_d, best_pos)
+                _catch_up(X, i, S, checked[i], size, metric, best_d, best_pos)
                 checked[i] = size
                 if y[store[best_pos[i]]] != y[i]:
                     store[size] = i
+                    S[size] = X[i]
                     in_store[i] = 1
                     best_d[i] = 0.0
                     best_pos[i] = size
@@ -67,7 +70,7 @@ def _hart(X, y, visit, metric, max_store, store, best_d, best_pos):
     for t in numba.prange(n):
         i = visit[t]
         if in_store[i] == 0:
-            _catch_up(X, i, store, checked[i], size, metric, best_d, best_pos)
+            _catch_up(X, i, S, checked[i], size, metric, best_d, best_pos)
     return size
 
 
