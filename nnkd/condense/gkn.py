@@ -19,6 +19,7 @@ from scipy.sparse.csgraph import maximum_bipartite_matching
 from sklearn.neighbors import NearestNeighbors
 
 from nnkd._core.metrics import CHEBYSHEV, MANHATTAN
+from nnkd._core.nearest import nearest_prototype
 from nnkd.condense._result import CondenseResult
 from nnkd.condense.bounds import compression_bound
 from nnkd.condense.ksu import central_row
@@ -29,15 +30,14 @@ logger = logging.getLogger(__name__)
 _SKLEARN_METRIC = {0: "euclidean", MANHATTAN: "manhattan", CHEBYSHEV: "chebyshev"}
 
 
-def opposite_margins(X, y, code):
+def opposite_margins(X, y, code, n_jobs=None):
     """Distance from each row to the nearest row of another class (``inf`` if none)."""
     margins = np.full(X.shape[0], np.inf)
     for c in np.unique(y):
         mine = y == c
         if mine.all():
             break
-        nn = NearestNeighbors(n_neighbors=1, metric=_SKLEARN_METRIC[code]).fit(X[~mine])
-        margins[mine] = nn.kneighbors(X[mine])[0][:, 0]
+        margins[mine] = nearest_prototype(X[mine], np.ascontiguousarray(X[~mine]), code, n_jobs)[0]
     return margins
 
 
@@ -140,7 +140,7 @@ def vertex_cover(rows, cols, y, n):
 
 
 def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=None, n_scales=24,
-                 max_edges_per_point=64, backend="c") -> CondenseResult:
+                 max_edges_per_point=64, backend="c", n_jobs=None) -> CondenseResult:
     """Condense with Gottlieb–Kontorovich–Nisnevitch margin regularization.
 
     Candidate scales are ``n_scales`` geometrically spaced values between the radius of
@@ -172,7 +172,7 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
         lo = lo if lo > 0 else hi * 1e-3
         scales = np.unique(np.geomspace(lo, hi, n_scales))
     nn = NearestNeighbors(metric=_SKLEARN_METRIC[code]).fit(X)
-    margins = opposite_margins(X, y, code)
+    margins = opposite_margins(X, y, code, n_jobs)
     best, candidates = None, []
     for gamma in scales:
         if np.isfinite(gamma):

@@ -203,7 +203,7 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
                                   random_state=self.random_state, backend=self.backend)
         elif self.method == "gkn":
             result = gkn_condense(Xw, y_codes, code, delta=self.delta, max_prototypes=cap,
-                                  target_size=target, backend=self.backend)
+                                  target_size=target, backend=self.backend, n_jobs=self.n_jobs)
         else:
             limit = target if target is not None else cap
             if self.method == "hart":
