@@ -5,7 +5,9 @@
  * farthest candidate (largest distance among active non-centre members) and its
  * class counts. Adding a centre p can only move a point x of cell c if
  * d(x, p) < d(x, c); by the triangle inequality d(x, p) >= d(c, p) - d(x, c), so a
- * cell with d(c, p) >= 2 * radius(c) is skipped without touching its members.
+ * cell with d(c, p) >= 2 * radius(c) is skipped without touching its members, and
+ * inside a visited cell a member with d(x, c) <= d(c, p) / 2 is skipped without
+ * computing d(x, p).
  * Class counts are updated as points move, so the training (and held-out) error
  * of the majority-vote net is known after every prefix in one pass.
  *
@@ -80,7 +82,7 @@ int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, in
     int64_t i, k, c, x, prev, nx, best, p, y, n_active = 0, correct = 0, pcorrect = 0;
     int64_t C = labels ? n_classes : 0;
     int status = NNKD_OK;
-    double dx, dcp;
+    double dx, dcp, half;
 
     *n_centres = 0;
     if (n < 1 || d < 1 || start < 0 || start >= n || max_centres < 1 || max_centres > n ||
@@ -162,7 +164,12 @@ int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, in
                 if (cell_r[c] <= 0.0) continue;
                 dcp = bounded_distance(X + order[c] * d, X + p * d, d, metric, 2.0 * cell_r[c]);
                 if (dcp > 2.0 * cell_r[c] * (1.0 + NNKD_SLACK)) continue;
+            } else {
+                dcp = dist[p];
             }
+            /* A member x can only move if d(x, c) > d(c, p) / 2 (same triangle inequality,
+             * per point): members nearer their centre are skipped without a distance. */
+            half = 0.5 * dcp * (1.0 - NNKD_SLACK);
             if (C) {
                 correct -= counts[c * C + maj[c]];
                 pcorrect -= pcounts[c * C + maj[c]];
@@ -174,7 +181,12 @@ int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, in
             for (x = head[c]; x >= 0; x = nx) {
                 int a = active ? active[x] : 1;
                 nx = next[x];
-                dx = x == p ? 0.0 : bounded_distance(X + x * d, X + p * d, d, metric, dist[x]);
+                if (x == p)
+                    dx = 0.0;
+                else if (dist[x] < half)
+                    dx = INFINITY;
+                else
+                    dx = bounded_distance(X + x * d, X + p * d, d, metric, dist[x]);
                 if (x == p || dx < dist[x]) {
                     if (prev < 0) head[c] = nx; else next[prev] = nx;
                     next[x] = head[k];

@@ -157,6 +157,9 @@ def greedy_permutation_numba(X, metric, start, max_centres, stop_radius, labels,
                 dcp = _bounded_distance(X, order[c], p, metric, 2.0 * cell_r[c])
                 if dcp > 2.0 * cell_r[c] * (1.0 + _SLACK):
                     continue
+            else:
+                dcp = dist[p]
+            half = 0.5 * dcp * (1.0 - _SLACK)
             if has_labels:
                 correct -= counts[c, maj[c]]
                 pcorrect -= pcounts[c, maj[c]]
@@ -168,7 +171,12 @@ def greedy_permutation_numba(X, metric, start, max_centres, stop_radius, labels,
             while x >= 0:
                 a = active[x] != 0 if has_active else True
                 nx = nxt[x]
-                dx = 0.0 if x == p else _bounded_distance(X, x, p, metric, dist[x])
+                if x == p:
+                    dx = 0.0
+                elif dist[x] < half:
+                    dx = np.inf
+                else:
+                    dx = _bounded_distance(X, x, p, metric, dist[x])
                 if x == p or dx < dist[x]:
                     if prev < 0:
                         head[c] = nx

@@ -41,27 +41,54 @@ def opposite_margins(X, y, code, n_jobs=None):
     return margins
 
 
-def conflict_graph(X, y, code, gamma, nn=None, margins=None):
+class TooManyEdges(Exception):
+    """The conflict graph at this scale exceeds the edge budget."""
+
+
+def class_indexes(X, y, code):
+    """One fitted ``NearestNeighbors`` per class: ``{c: (member rows, index)}``."""
+    return {c: (np.flatnonzero(y == c), NearestNeighbors(metric=_SKLEARN_METRIC[code]).fit(X[y == c]))
+            for c in np.unique(y)}
+
+
+def conflict_graph(X, y, code, gamma, indexes=None, margins=None, max_edges=None, chunk=1024):
     """Edges ``(i, j)``, ``i < j``, between differently labelled points closer than ``gamma``.
 
-    Only rows with an opposite-class point closer than ``gamma`` (``margins``) are
-    queried: at the small scales that matter, that is a small part of the data.
+    Each edge is found once, by querying the rows of a class against the index of
+    every smaller class, so only opposite-label pairs are ever materialised (data
+    with large same-label duplicate clusters would otherwise return billions of
+    useless pairs). Only rows with an opposite-class point closer than ``gamma``
+    (``margins``) are queried, ``chunk`` at a time; with ``max_edges``,
+    :class:`TooManyEdges` is raised as soon as the budget is passed.
 
     Returns
     -------
     rows, cols : ndarray of int64
     """
-    if nn is None:
-        nn = NearestNeighbors(metric=_SKLEARN_METRIC[code]).fit(X)
+    if indexes is None:
+        indexes = class_indexes(X, y, code)
     if margins is None:
         margins = opposite_margins(X, y, code)
-    query = np.flatnonzero(margins < gamma)
-    if query.size == 0:
+    rows, cols, total = [], [], 0
+    for c, (members, nn) in indexes.items():
+        query = np.flatnonzero((y > c) & (margins < gamma))
+        for lo in range(0, query.size, chunk):
+            src_rows = query[lo:lo + chunk]
+            dist, ind = nn.radius_neighbors(X[src_rows], radius=gamma)
+            lengths = np.fromiter((len(i) for i in ind), dtype=np.int64, count=len(ind))
+            if lengths.sum() == 0:
+                continue
+            src = np.repeat(src_rows, lengths)
+            dst = members[np.concatenate(ind)]
+            keep = np.concatenate(dist) < gamma          # radius_neighbors includes d == gamma
+            rows.append(np.minimum(src, dst)[keep])
+            cols.append(np.maximum(src, dst)[keep])
+            total += int(keep.sum())
+            if max_edges is not None and total > max_edges:
+                raise TooManyEdges(total)
+    if not rows:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    graph = nn.radius_neighbors_graph(X[query], radius=gamma, mode="distance").tocoo()
-    src = query[graph.row]
-    keep = (src < graph.col) & (graph.data < gamma) & (y[src] != y[graph.col])
-    return src[keep].astype(np.int64), graph.col[keep].astype(np.int64)
+    return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
 
 
 def min_vertex_cover_bipartite(rows, cols, left):
@@ -171,14 +198,20 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
     else:
         lo = lo if lo > 0 else hi * 1e-3
         scales = np.unique(np.geomspace(lo, hi, n_scales))
-    nn = NearestNeighbors(metric=_SKLEARN_METRIC[code]).fit(X)
+    # A net with 2m >= n has an infinite bound: without a target size, stop building it
+    # there (at small scales such nets are the expensive ones).
+    limit = cap if target_size is not None else min(cap, n // 2 + 1)
+    indexes = class_indexes(X, y, code)
     margins = opposite_margins(X, y, code, n_jobs)
     best, candidates = None, []
     for gamma in scales:
         if np.isfinite(gamma):
-            rows, cols = conflict_graph(X, y, code, gamma, nn, margins)
-            if rows.size > max_edges_per_point * n:
-                logger.info("GKN: stopping the scale scan at gamma=%.4g (%d conflict edges)", gamma, rows.size)
+            try:
+                rows, cols = conflict_graph(X, y, code, gamma, indexes, margins,
+                                            max_edges=max_edges_per_point * n)
+            except TooManyEdges as exc:
+                logger.info("GKN: stopping the scale scan at gamma=%.4g (over %s conflict edges)",
+                            gamma, exc.args[0])
                 break
         else:
             rows = cols = np.empty(0, dtype=np.int64)
@@ -186,7 +219,7 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
         kept = ~cover
         # Stop strictly below gamma: kept points of other classes are >= gamma away.
         stop = float(np.nextafter(gamma, 0.0)) if np.isfinite(gamma) else 0.0
-        net = run_greedy(X, code, start=central_row(X, kept), max_centres=min(cap, int(kept.sum())),
+        net = run_greedy(X, code, start=central_row(X, kept), max_centres=min(limit, int(kept.sum())),
                          stop_radius=stop, labels=y, n_classes=n_classes,
                          active=kept.view(np.uint8), backend=backend)
         errors = int(net.train_errors[-1] + net.valid_errors[-1])
@@ -200,6 +233,11 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
             key = (bound, m)
         if best is None or key < best[0]:
             best = (key, gamma, net, kept)
+    if best is None:
+        raise ValueError(
+            f"GKN: the conflict graph has more than {max_edges_per_point} edges per point even at "
+            f"the smallest candidate scale gamma={scales[0]:.4g}; the classes overlap too densely "
+            "for vertex-cover condensing. Use method='ksu' instead.")
     _, gamma, net, kept = best
     curve = {name: np.array([c[name] for c in candidates]) for name in candidates[0]}
     return CondenseResult(net.order, net.owner, float(gamma) if np.isfinite(gamma) else 0.0,
