@@ -1,7 +1,7 @@
 /* Farthest-first traversal with Voronoi-cell bookkeeping (see greedy.h).
  *
  * Every point belongs to the cell of its nearest centre so far; a cell keeps its
- * members in a singly linked list, its radius (largest member distance), its
+ * members in a singly linked list, its size, its radius (largest member distance), its
  * farthest candidate (largest distance among active non-centre members) and its
  * class counts. Adding a centre p can only move a point x of cell c if
  * d(x, p) < d(x, c); by the triangle inequality d(x, p) >= d(c, p) - d(x, c), so a
@@ -70,19 +70,70 @@ static int64_t majority(const int64_t *counts, int64_t n_classes) {
     return best;
 }
 
+/* Working state of one traversal; cells are indexed by centre position k. */
+typedef struct {
+    const float *X;
+    int64_t d, C;
+    int metric;
+    const int64_t *labels;
+    const uint8_t *active;
+    int64_t *owner, *head, *next, *size, *cand, *counts, *pcounts;
+    double *dist, *cell_r, *cand_d;
+    uint8_t *is_centre;
+} state_t;
+
+/* Put row x, which belonged to scanned cell c, into cell k (new centre p) if p is
+ * strictly closer, else back into c; update the cells' radius, farthest candidate
+ * and class counts. Decisions depend on x alone, so visiting order is free. */
+static void visit(state_t *s, int64_t x, int64_t c, int64_t k, int64_t p, double half) {
+    int a = s->active ? s->active[x] : 1;
+    int64_t to = c, d = s->d;
+    double dx;
+    if (x == p)
+        dx = 0.0;
+    else if (s->dist[x] < half) /* d(x, p) >= d(c, p) - d(x, c) >= d(x, c): cannot move */
+        dx = INFINITY;
+    else
+        dx = bounded_distance(s->X + x * d, s->X + p * d, d, s->metric, s->dist[x]);
+    if (x == p || dx < s->dist[x]) {
+        to = k;
+        s->owner[x] = k;
+        s->dist[x] = dx;
+        if (s->C) {
+            int64_t y = s->labels[x];
+            (a ? s->counts : s->pcounts)[c * s->C + y]--;
+            (a ? s->counts : s->pcounts)[k * s->C + y]++;
+        }
+    }
+    s->next[x] = s->head[to];
+    s->head[to] = x;
+    s->size[to]++;
+    if (s->dist[x] > s->cell_r[to]) s->cell_r[to] = s->dist[x];
+    if (a && !s->is_centre[x] &&
+        (s->dist[x] > s->cand_d[to] || (s->dist[x] == s->cand_d[to] && x < s->cand[to]))) {
+        s->cand_d[to] = s->dist[x];
+        s->cand[to] = x;
+    }
+}
+
+/* Cells whose scanned members exceed n / FULL_PASS are revisited by one pass over
+ * all rows in memory order instead of by list walking: same decisions, far fewer
+ * cache misses when (as in high dimension) pruning rarely skips a cell. */
+#define NNKD_FULL_PASS 8
+
 int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, int64_t start,
                             int64_t max_centres, double stop_radius, const int64_t *labels,
                             int64_t n_classes, const uint8_t *active, int64_t *order,
                             double *radius, int64_t *owner, double *dist, int64_t *train_err,
                             int64_t *valid_err, int64_t *n_centres) {
-    int64_t *head = NULL, *next = NULL, *cand = NULL, *maj = NULL, *counts = NULL,
-            *pcounts = NULL;
-    double *cell_r = NULL, *cand_d = NULL;
-    uint8_t *is_centre = NULL;
-    int64_t i, k, c, x, prev, nx, best, p, y, n_active = 0, correct = 0, pcorrect = 0;
+    state_t s;
+    int64_t *maj = NULL;
+    double *half = NULL;
+    uint8_t *scan = NULL;
+    int64_t i, k, c, x, nx, best, p, n_active = 0, correct = 0, pcorrect = 0, scanned;
     int64_t C = labels ? n_classes : 0;
     int status = NNKD_OK;
-    double dx, dcp, half;
+    double dcp;
 
     *n_centres = 0;
     if (n < 1 || d < 1 || start < 0 || start >= n || max_centres < 1 || max_centres > n ||
@@ -93,52 +144,51 @@ int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, in
         for (i = 0; i < n; i++)
             if (labels[i] < 0 || labels[i] >= n_classes) return NNKD_EINVAL;
 
-    head = malloc((size_t)max_centres * sizeof *head);
-    cand = malloc((size_t)max_centres * sizeof *cand);
+    memset(&s, 0, sizeof s);
+    s.X = X; s.d = d; s.C = C; s.metric = metric; s.labels = labels; s.active = active;
+    s.owner = owner; s.dist = dist;
+    s.head = malloc((size_t)max_centres * sizeof *s.head);
+    s.size = malloc((size_t)max_centres * sizeof *s.size);
+    s.cand = malloc((size_t)max_centres * sizeof *s.cand);
+    s.cell_r = malloc((size_t)max_centres * sizeof *s.cell_r);
+    s.cand_d = malloc((size_t)max_centres * sizeof *s.cand_d);
+    s.next = malloc((size_t)n * sizeof *s.next);
+    s.is_centre = calloc((size_t)n, 1);
     maj = malloc((size_t)max_centres * sizeof *maj);
-    cell_r = malloc((size_t)max_centres * sizeof *cell_r);
-    cand_d = malloc((size_t)max_centres * sizeof *cand_d);
-    next = malloc((size_t)n * sizeof *next);
-    is_centre = calloc((size_t)n, 1);
+    half = malloc((size_t)max_centres * sizeof *half);
+    scan = calloc((size_t)max_centres, 1);
     if (C) {
-        counts = calloc((size_t)(max_centres * C), sizeof *counts);
-        pcounts = calloc((size_t)(max_centres * C), sizeof *pcounts);
+        s.counts = calloc((size_t)(max_centres * C), sizeof *s.counts);
+        s.pcounts = calloc((size_t)(max_centres * C), sizeof *s.pcounts);
     }
-    if (!head || !cand || !maj || !cell_r || !cand_d || !next || !is_centre ||
-        (C && (!counts || !pcounts))) {
+    if (!s.head || !s.size || !s.cand || !s.cell_r || !s.cand_d || !s.next || !s.is_centre ||
+        !maj || !half || !scan || (C && (!s.counts || !s.pcounts))) {
         status = NNKD_ENOMEM;
         goto done;
     }
 
-    /* First centre: every point is in its cell. */
+    /* First centre: every row is in its cell. */
     order[0] = start;
     radius[0] = INFINITY;
-    is_centre[start] = 1;
-    head[0] = -1;
-    cell_r[0] = 0.0;
-    cand[0] = -1;
-    cand_d[0] = -1.0;
+    s.is_centre[start] = 1;
+    s.head[0] = -1;
+    s.size[0] = 0;
+    s.cell_r[0] = 0.0;
+    s.cand[0] = -1;
+    s.cand_d[0] = -1.0;
     for (i = n - 1; i >= 0; i--) {
         int a = active ? active[i] : 1;
-        dx = i == start ? 0.0 : bounded_distance(X + i * d, X + start * d, d, metric, INFINITY);
         owner[i] = 0;
-        dist[i] = dx;
-        next[i] = head[0];
-        head[0] = i;
-        if (dx > cell_r[0]) cell_r[0] = dx;
-        if (a) {
-            n_active++;
-            if (!is_centre[i] && (dx > cand_d[0] || (dx == cand_d[0] && i < cand[0]))) {
-                cand_d[0] = dx;
-                cand[0] = i;
-            }
-        }
-        if (C) (a ? counts : pcounts)[labels[i]]++;
+        dist[i] = i == start ? 0.0 : bounded_distance(X + i * d, X + start * d, d, metric, INFINITY);
+        if (a) n_active++;
+        if (C) (a ? s.counts : s.pcounts)[labels[i]]++;
+        /* No new centre (p = -1) and half = +inf: visit() only files row i in cell 0. */
+        visit(&s, i, 0, 0, -1, INFINITY);
     }
     if (C) {
-        maj[0] = majority(counts, C);
-        correct = counts[maj[0]];
-        pcorrect = pcounts[maj[0]];
+        maj[0] = majority(s.counts, C);
+        correct = s.counts[maj[0]];
+        pcorrect = s.pcounts[maj[0]];
         if (train_err) train_err[0] = n_active - correct;
         if (valid_err) valid_err[0] = (n - n_active) - pcorrect;
     }
@@ -146,83 +196,71 @@ int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, in
     for (k = 1; k < max_centres; k++) {
         best = -1;
         for (c = 0; c < k; c++)
-            if (cand[c] >= 0 && (best < 0 || cand_d[c] > cand_d[best] ||
-                                 (cand_d[c] == cand_d[best] && cand[c] < cand[best])))
+            if (s.cand[c] >= 0 && (best < 0 || s.cand_d[c] > s.cand_d[best] ||
+                                   (s.cand_d[c] == s.cand_d[best] && s.cand[c] < s.cand[best])))
                 best = c;
-        if (best < 0 || cand_d[best] <= stop_radius) break;
-        p = cand[best];
+        if (best < 0 || s.cand_d[best] <= stop_radius) break;
+        p = s.cand[best];
         order[k] = p;
-        radius[k] = cand_d[best];
-        is_centre[p] = 1;
-        head[k] = -1;
-        cell_r[k] = 0.0;
-        cand[k] = -1;
-        cand_d[k] = -1.0;
+        radius[k] = s.cand_d[best];
+        s.is_centre[p] = 1;
+        s.head[k] = -1;
+        s.size[k] = 0;
+        s.cell_r[k] = 0.0;
+        s.cand[k] = -1;
+        s.cand_d[k] = -1.0;
 
+        /* Which cells can lose rows to p: d(c, p) < 2 radius(c) (triangle inequality). */
+        scanned = 0;
         for (c = 0; c < k; c++) {
             if (c != owner[p]) {
-                if (cell_r[c] <= 0.0) continue;
-                dcp = bounded_distance(X + order[c] * d, X + p * d, d, metric, 2.0 * cell_r[c]);
-                if (dcp > 2.0 * cell_r[c] * (1.0 + NNKD_SLACK)) continue;
+                if (s.cell_r[c] <= 0.0) continue;
+                dcp = bounded_distance(X + order[c] * d, X + p * d, d, metric, 2.0 * s.cell_r[c]);
+                if (dcp > 2.0 * s.cell_r[c] * (1.0 + NNKD_SLACK)) continue;
             } else {
                 dcp = dist[p];
             }
-            /* A member x can only move if d(x, c) > d(c, p) / 2 (same triangle inequality,
-             * per point): members nearer their centre are skipped without a distance. */
-            half = 0.5 * dcp * (1.0 - NNKD_SLACK);
+            scan[c] = 1;
+            half[c] = 0.5 * dcp * (1.0 - NNKD_SLACK);
+            scanned += s.size[c];
             if (C) {
-                correct -= counts[c * C + maj[c]];
-                pcorrect -= pcounts[c * C + maj[c]];
+                correct -= s.counts[c * C + maj[c]];
+                pcorrect -= s.pcounts[c * C + maj[c]];
             }
-            cell_r[c] = 0.0;
-            cand[c] = -1;
-            cand_d[c] = -1.0;
-            prev = -1;
-            for (x = head[c]; x >= 0; x = nx) {
-                int a = active ? active[x] : 1;
-                nx = next[x];
-                if (x == p)
-                    dx = 0.0;
-                else if (dist[x] < half)
-                    dx = INFINITY;
-                else
-                    dx = bounded_distance(X + x * d, X + p * d, d, metric, dist[x]);
-                if (x == p || dx < dist[x]) {
-                    if (prev < 0) head[c] = nx; else next[prev] = nx;
-                    next[x] = head[k];
-                    head[k] = x;
-                    owner[x] = k;
-                    dist[x] = dx;
-                    if (dx > cell_r[k]) cell_r[k] = dx;
-                    if (a && !is_centre[x] && (dx > cand_d[k] || (dx == cand_d[k] && x < cand[k]))) {
-                        cand_d[k] = dx;
-                        cand[k] = x;
-                    }
-                    if (C) {
-                        y = labels[x];
-                        (a ? counts : pcounts)[c * C + y]--;
-                        (a ? counts : pcounts)[k * C + y]++;
-                    }
-                } else {
-                    prev = x;
-                    if (dist[x] > cell_r[c]) cell_r[c] = dist[x];
-                    if (a && !is_centre[x] &&
-                        (dist[x] > cand_d[c] || (dist[x] == cand_d[c] && x < cand[c]))) {
-                        cand_d[c] = dist[x];
-                        cand[c] = x;
-                    }
+        }
+        if (scanned * NNKD_FULL_PASS > n) {
+            for (c = 0; c < k; c++)
+                if (scan[c]) {
+                    s.head[c] = -1; s.size[c] = 0; s.cell_r[c] = 0.0; s.cand[c] = -1; s.cand_d[c] = -1.0;
+                }
+            for (x = n - 1; x >= 0; x--) {
+                c = owner[x];
+                if (c < k && scan[c]) visit(&s, x, c, k, p, half[c]);
+            }
+        } else {
+            for (c = 0; c < k; c++) {
+                if (!scan[c]) continue;
+                x = s.head[c];
+                s.head[c] = -1; s.size[c] = 0; s.cell_r[c] = 0.0; s.cand[c] = -1; s.cand_d[c] = -1.0;
+                for (; x >= 0; x = nx) {
+                    nx = s.next[x];
+                    visit(&s, x, c, k, p, half[c]);
                 }
             }
+        }
+        for (c = 0; c < k; c++) {
+            if (!scan[c]) continue;
+            scan[c] = 0;
             if (C) {
-                maj[c] = majority(counts + c * C, C);
-                correct += counts[c * C + maj[c]];
-                pcorrect += pcounts[c * C + maj[c]];
+                maj[c] = majority(s.counts + c * C, C);
+                correct += s.counts[c * C + maj[c]];
+                pcorrect += s.pcounts[c * C + maj[c]];
             }
         }
         if (C) {
-            maj[k] = majority(counts + k * C, C);
-            correct += counts[k * C + maj[k]];
-            pcorrect += pcounts[k * C + maj[k]];
+            maj[k] = majority(s.counts + k * C, C);
+            correct += s.counts[k * C + maj[k]];
+            pcorrect += s.pcounts[k * C + maj[k]];
             if (train_err) train_err[k] = n_active - correct;
             if (valid_err) valid_err[k] = (n - n_active) - pcorrect;
         }
@@ -230,7 +268,8 @@ int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, in
     *n_centres = k;
 
 done:
-    free(head); free(cand); free(maj); free(cell_r); free(cand_d);
-    free(next); free(is_centre); free(counts); free(pcounts);
+    free(s.head); free(s.size); free(s.cand); free(s.cell_r); free(s.cand_d);
+    free(s.next); free(s.is_centre); free(s.counts); free(s.pcounts);
+    free(maj); free(half); free(scan);
     return status;
 }

@@ -76,6 +76,42 @@ def _majority(counts, row, n_classes):
     return best
 
 
+@numba.njit(cache=True, nogil=True, inline="always")   # 22 array arguments: never a real call
+def _visit(X, metric, x, c, k, p, half, has_active, active, has_labels, labels, owner, dist,
+           head, nxt, size, cell_r, cand, cand_d, is_centre, counts, pcounts):
+    """Twin of ``visit`` in greedy.c: file row x (of scanned cell c) in cell k or back in c."""
+    a = active[x] != 0 if has_active else True
+    to = c
+    if x == p:
+        dx = 0.0
+    elif dist[x] < half:                   # d(x, p) >= d(c, p) - d(x, c) >= d(x, c)
+        dx = np.inf
+    else:
+        dx = _bounded_distance(X, x, p, metric, dist[x])
+    if x == p or dx < dist[x]:
+        to = k
+        owner[x] = k
+        dist[x] = dx
+        if has_labels:
+            if a:
+                counts[c, labels[x]] -= 1
+                counts[k, labels[x]] += 1
+            else:
+                pcounts[c, labels[x]] -= 1
+                pcounts[k, labels[x]] += 1
+    nxt[x] = head[to]
+    head[to] = x
+    size[to] += 1
+    if dist[x] > cell_r[to]:
+        cell_r[to] = dist[x]
+    if a and is_centre[x] == 0 and (dist[x] > cand_d[to] or (dist[x] == cand_d[to] and x < cand[to])):
+        cand_d[to] = dist[x]
+        cand[to] = x
+
+
+_FULL_PASS = 8
+
+
 @numba.njit(cache=True, nogil=True)
 def greedy_permutation_numba(X, metric, start, max_centres, stop_radius, labels, n_classes, active,
                              order, radius, owner, dist, train_err, valid_err):
@@ -88,10 +124,13 @@ def greedy_permutation_numba(X, metric, start, max_centres, stop_radius, labels,
     has_active = active.shape[0] > 0
     C = n_classes if has_labels else 1
     head = np.empty(max_centres, dtype=np.int64)
+    size = np.zeros(max_centres, dtype=np.int64)
     cand = np.empty(max_centres, dtype=np.int64)
     maj = np.zeros(max_centres, dtype=np.int64)
     cell_r = np.empty(max_centres, dtype=np.float64)
     cand_d = np.empty(max_centres, dtype=np.float64)
+    half = np.empty(max_centres, dtype=np.float64)
+    scan = np.zeros(max_centres, dtype=np.uint8)
     nxt = np.empty(n, dtype=np.int64)
     is_centre = np.zeros(n, dtype=np.uint8)
     counts = np.zeros((max_centres, C), dtype=np.int64)
@@ -109,23 +148,17 @@ def greedy_permutation_numba(X, metric, start, max_centres, stop_radius, labels,
     cand_d[0] = -1.0
     for i in range(n - 1, -1, -1):
         a = active[i] != 0 if has_active else True
-        dx = 0.0 if i == start else _bounded_distance(X, i, start, metric, np.inf)
         owner[i] = 0
-        dist[i] = dx
-        nxt[i] = head[0]
-        head[0] = i
-        if dx > cell_r[0]:
-            cell_r[0] = dx
+        dist[i] = 0.0 if i == start else _bounded_distance(X, i, start, metric, np.inf)
         if a:
             n_active += 1
-            if is_centre[i] == 0 and (dx > cand_d[0] or (dx == cand_d[0] and i < cand[0])):
-                cand_d[0] = dx
-                cand[0] = i
         if has_labels:
             if a:
                 counts[0, labels[i]] += 1
             else:
                 pcounts[0, labels[i]] += 1
+        _visit(X, metric, i, 0, 0, -1, np.inf, has_active, active, has_labels, labels, owner, dist,
+               head, nxt, size, cell_r, cand, cand_d, is_centre, counts, pcounts)
     if has_labels:
         maj[0] = _majority(counts, 0, C)
         correct = counts[0, maj[0]]
@@ -147,9 +180,11 @@ def greedy_permutation_numba(X, metric, start, max_centres, stop_radius, labels,
         radius[k] = cand_d[best]
         is_centre[p] = 1
         head[k] = -1
+        size[k] = 0
         cell_r[k] = 0.0
         cand[k] = -1
         cand_d[k] = -1.0
+        scanned = 0
         for c in range(k):
             if c != owner[p]:
                 if cell_r[c] <= 0.0:
@@ -159,54 +194,44 @@ def greedy_permutation_numba(X, metric, start, max_centres, stop_radius, labels,
                     continue
             else:
                 dcp = dist[p]
-            half = 0.5 * dcp * (1.0 - _SLACK)
+            scan[c] = 1
+            half[c] = 0.5 * dcp * (1.0 - _SLACK)
+            scanned += size[c]
             if has_labels:
                 correct -= counts[c, maj[c]]
                 pcorrect -= pcounts[c, maj[c]]
-            cell_r[c] = 0.0
-            cand[c] = -1
-            cand_d[c] = -1.0
-            prev = -1
-            x = head[c]
-            while x >= 0:
-                a = active[x] != 0 if has_active else True
-                nx = nxt[x]
-                if x == p:
-                    dx = 0.0
-                elif dist[x] < half:
-                    dx = np.inf
-                else:
-                    dx = _bounded_distance(X, x, p, metric, dist[x])
-                if x == p or dx < dist[x]:
-                    if prev < 0:
-                        head[c] = nx
-                    else:
-                        nxt[prev] = nx
-                    nxt[x] = head[k]
-                    head[k] = x
-                    owner[x] = k
-                    dist[x] = dx
-                    if dx > cell_r[k]:
-                        cell_r[k] = dx
-                    if a and is_centre[x] == 0 and (dx > cand_d[k] or (dx == cand_d[k] and x < cand[k])):
-                        cand_d[k] = dx
-                        cand[k] = x
-                    if has_labels:
-                        if a:
-                            counts[c, labels[x]] -= 1
-                            counts[k, labels[x]] += 1
-                        else:
-                            pcounts[c, labels[x]] -= 1
-                            pcounts[k, labels[x]] += 1
-                else:
-                    prev = x
-                    if dist[x] > cell_r[c]:
-                        cell_r[c] = dist[x]
-                    if a and is_centre[x] == 0 and (dist[x] > cand_d[c]
-                                                    or (dist[x] == cand_d[c] and x < cand[c])):
-                        cand_d[c] = dist[x]
-                        cand[c] = x
-                x = nx
+        if scanned * _FULL_PASS > n:
+            for c in range(k):
+                if scan[c] != 0:
+                    head[c] = -1
+                    size[c] = 0
+                    cell_r[c] = 0.0
+                    cand[c] = -1
+                    cand_d[c] = -1.0
+            for x in range(n - 1, -1, -1):
+                c = owner[x]
+                if c < k and scan[c] != 0:
+                    _visit(X, metric, x, c, k, p, half[c], has_active, active, has_labels, labels, owner,
+                           dist, head, nxt, size, cell_r, cand, cand_d, is_centre, counts, pcounts)
+        else:
+            for c in range(k):
+                if scan[c] == 0:
+                    continue
+                x = head[c]
+                head[c] = -1
+                size[c] = 0
+                cell_r[c] = 0.0
+                cand[c] = -1
+                cand_d[c] = -1.0
+                while x >= 0:
+                    nx = nxt[x]
+                    _visit(X, metric, x, c, k, p, half[c], has_active, active, has_labels, labels, owner,
+                           dist, head, nxt, size, cell_r, cand, cand_d, is_centre, counts, pcounts)
+                    x = nx
+        for c in range(k):
+            if scan[c] == 0:
+                continue
+            scan[c] = 0
             if has_labels:
                 maj[c] = _majority(counts, c, C)
                 correct += counts[c, maj[c]]
