@@ -206,3 +206,12 @@ def test_numba_backend_gives_the_same_student(noisy):
     b = MarginCondensedNN(backend="numba").fit(X, y)
     np.testing.assert_array_equal(a.support_, b.support_)
     assert a.bound_ == b.bound_
+
+
+def test_tolerance_choice_waits_until_the_curve_stays_low():
+    from nnkd.condense.ksu import tolerance_choice
+    errors = np.array([50, 30, 9, 20, 12, 10, 9, 8])        # out of 100 held-out rows
+    # threshold 0.08 + 0.02: size 3 dips under it once, but the curve only stays under from 6
+    assert tolerance_choice(errors, 100, 0.02) == 6
+    assert tolerance_choice(errors, 100, 0.0) == 8
+    assert tolerance_choice(errors, 100, 0.5) == 1

@@ -45,8 +45,8 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
         ``"bound"`` picks the prefix minimising ``Q(n, alpha(m), 2m, delta)``
         (Kontorovich, Sabato and Weiss); ``"validation"`` holds out stratified folds of
         ``validation_fraction`` of the rows (``round(1 / validation_fraction)`` folds, so
-        every row is held out once), sums the held-out error of every net size over the
-        folds, picks the smallest size whose held-out error rate is within
+        every row is held out once), sums the held-out error of every net size (up to
+        ``max_prototypes``, or half the training rows) over the folds, picks the smallest size whose held-out error rate is within
         ``error_tolerance`` of the lowest (see :func:`tolerance_choice`) and rebuilds the
         net of the same fraction of all rows.
     max_prototypes : int, default=None
@@ -98,7 +98,10 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
     # chosen size is where that curve first reaches its floor.
     curves, n_train = [], []
     for active in _training_masks(y, validation_fraction, random_state):
-        net = run_greedy(X, code, start=central_row(X, active), max_centres=min(cap, int(active.sum())),
+        # Without a budget, search nets up to half the training rows: keeping more is
+        # hardly condensing, and the largest nets cost the most to build.
+        fold_cap = min(cap, int(active.sum())) if max_prototypes is not None else int(active.sum()) // 2
+        net = run_greedy(X, code, start=central_row(X, active), max_centres=max(1, fold_cap),
                          labels=y, n_classes=n_classes, active=active.view(np.uint8), backend=backend)
         curves.append(net.valid_errors)
         n_train.append(int(active.sum()))

@@ -48,7 +48,8 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
     selection : {"bound", "validation"}, default="bound"
         How ``"ksu"`` picks the net size: the bound, or held-out error. Validation holds
         out stratified folds of ``validation_fraction`` of the rows (every row once),
-        sums the held-out error of every net size, takes the smallest size within
+        sums the held-out error of every net size up to ``max_prototypes`` (default: half
+        the rows), takes the smallest size from which it stays within
         ``error_tolerance`` of the lowest and rebuilds a net of that fraction on all rows.
         The bound is conservative at realistic sample sizes (small nets, lower
         accuracy); ``bound_`` is reported either way.
