@@ -215,3 +215,9 @@ def test_tolerance_choice_waits_until_the_curve_stays_low():
     assert tolerance_choice(errors, 100, 0.02) == 6
     assert tolerance_choice(errors, 100, 0.0) == 8
     assert tolerance_choice(errors, 100, 0.5) == 1
+
+
+def test_vacuous_bound_warns():
+    X, y = make_blobs(60, 2, centers=12, cluster_std=3.0, random_state=0)
+    with pytest.warns(UserWarning, match="vacuous"):
+        MarginCondensedNN().fit(X, y)

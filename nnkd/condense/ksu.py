@@ -9,6 +9,8 @@ class counts as points change cells), so all scales cost one pass.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -87,6 +89,12 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
         m = np.arange(1, len(net.order) + 1)
         bound = compression_bound(n, net.train_errors / n, 2 * m, delta)
         best = int(np.argmin(bound)) + 1            # ties: the smallest net
+        if not bound[best - 1] < 1.0:
+            warnings.warn(
+                f"The KSU bound is vacuous (>= 1) at every net size (smallest: {bound[best - 1]:.3g} "
+                f"at {best} prototypes): with n={n} samples it certifies nothing, and its argmin is "
+                "an arbitrary net. Use selection='validation' (or target_size) to choose the size.",
+                UserWarning, stacklevel=3)
         curve = {"m": m, "train_errors": net.train_errors, "bound": bound}
         final = run_greedy(X, code, start=int(net.order[0]), max_centres=best, labels=y,
                            n_classes=n_classes, backend=backend)
