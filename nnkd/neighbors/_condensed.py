@@ -6,13 +6,12 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils import _safe_indexing
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from nnkd._core.metrics import METRICS, as_points, metric_code
 from nnkd._core.nearest import nearest_prototype
-from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
+from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, _safe_indexing, validate_data
 from nnkd.condense.bounds import compression_bound
 from nnkd.condense.fcnn import fcnn_condense
 from nnkd.condense.gkn import gkn_condense
