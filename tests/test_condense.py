@@ -221,3 +221,14 @@ def test_vacuous_bound_warns():
     X, y = make_blobs(60, 2, centers=12, cluster_std=3.0, random_state=0)
     with pytest.warns(UserWarning, match="vacuous"):
         MarginCondensedNN().fit(X, y)
+
+
+def test_verbose_shows_progress_on_stderr(noisy, capsys):
+    X, y = noisy
+    MarginCondensedNN(method="gkn", verbose=True).fit(X, y)
+    MarginCondensedNN(selection="validation", verbose=True).fit(X, y)
+    captured = capsys.readouterr()
+    assert "GKN scales" in captured.err and "KSU validation folds" in captured.err
+    assert captured.out == ""
+    MarginCondensedNN(method="gkn").fit(X, y)
+    assert capsys.readouterr().err == ""

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import maximum_bipartite_matching
 from sklearn.neighbors import NearestNeighbors
+from tqdm.auto import tqdm
 
 from nnkd._core.metrics import CHEBYSHEV, MANHATTAN
 from nnkd._core.nearest import nearest_prototype
@@ -167,7 +168,7 @@ def vertex_cover(rows, cols, y, n):
 
 
 def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=None, n_scales=24,
-                 max_edges_per_point=64, backend="c", n_jobs=None) -> CondenseResult:
+                 max_edges_per_point=64, backend="c", n_jobs=None, progress=False) -> CondenseResult:
     """Condense with Gottlieb–Kontorovich–Nisnevitch margin regularization.
 
     Candidate scales are ``n_scales`` geometrically spaced values between the radius of
@@ -177,7 +178,8 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
     For each scale: vertex cover, net of the kept points with covering radius < gamma,
     training error ``alpha`` of the majority-vote net over *all* points, and
     ``Q(n, alpha, 2m, delta)``. The scale with the smallest bound wins (with
-    ``target_size``: the net whose size is closest to it).
+    ``target_size``: the net whose size is closest to it). ``progress`` shows a progress
+    bar (stderr) over the scales.
 
     References
     ----------
@@ -204,7 +206,7 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
     indexes = class_indexes(X, y, code)
     margins = opposite_margins(X, y, code, n_jobs)
     best, candidates = None, []
-    for gamma in scales:
+    for gamma in tqdm(scales, desc="GKN scales", disable=not progress, leave=False):
         if np.isfinite(gamma):
             try:
                 rows, cols = conflict_graph(X, y, code, gamma, indexes, margins,

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
+from tqdm.auto import tqdm
 
 from nnkd.condense._result import CondenseResult
 from nnkd.condense.bounds import compression_bound
@@ -30,7 +31,7 @@ def central_row(X, rows=None) -> int:
 
 def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=None, target_size=None,
                  validation_fraction=0.2, error_tolerance=0.005, random_state=None,
-                 backend="c") -> CondenseResult:
+                 backend="c", progress=False) -> CondenseResult:
     """Condense ``(X, y)`` with algorithm KSU.
 
     Parameters
@@ -60,6 +61,8 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
     target_size : int, default=None
         Use exactly this many prototypes (the first ``target_size`` of the
         permutation) instead of a selection rule.
+    progress : bool, default=False
+        Show a progress bar (stderr) over the validation folds.
 
     Returns
     -------
@@ -105,7 +108,8 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
     # held-out error curve is far less noisy than one split's, which matters because the
     # chosen size is where that curve first reaches its floor.
     curves, n_train = [], []
-    for active in _training_masks(y, validation_fraction, random_state):
+    masks = list(_training_masks(y, validation_fraction, random_state))
+    for active in tqdm(masks, desc="KSU validation folds", disable=not progress, leave=False):
         # Without a budget, search nets up to half the training rows: keeping more is
         # hardly condensing, and the largest nets cost the most to build.
         fold_cap = min(cap, int(active.sum())) if max_prototypes is not None else int(active.sum()) // 2

@@ -71,6 +71,9 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         Visiting order of ``"hart"`` and the split of ``selection="validation"``.
     n_jobs : int, default=None
         Threads for the Numba kernels (``None``: 1, ``-1``: all cores).
+    verbose : bool, default=False
+        Progress bars (on stderr) over the validation folds (``"ksu"``) and the scale
+        scan (``"gkn"``).
 
     Attributes
     ----------
@@ -143,11 +146,12 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         "backend": [StrOptions({"c", "numba"})],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
+        "verbose": ["boolean"],
     }
 
     def __init__(self, method="ksu", *, metric="euclidean", delta=0.05, selection="bound",
                  validation_fraction=0.2, error_tolerance=0.005, max_prototypes=None, target_size=None, index="exact",
-                 backend="c", random_state=None, n_jobs=None):
+                 backend="c", random_state=None, n_jobs=None, verbose=False):
         self.method = method
         self.metric = metric
         self.delta = delta
@@ -160,6 +164,7 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         self.backend = backend
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.verbose = verbose
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -200,10 +205,12 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
                                   max_prototypes=cap, target_size=target,
                                   validation_fraction=self.validation_fraction,
                                   error_tolerance=self.error_tolerance,
-                                  random_state=self.random_state, backend=self.backend)
+                                  random_state=self.random_state, backend=self.backend,
+                                  progress=self.verbose)
         elif self.method == "gkn":
             result = gkn_condense(Xw, y_codes, code, delta=self.delta, max_prototypes=cap,
-                                  target_size=target, backend=self.backend, n_jobs=self.n_jobs)
+                                  target_size=target, backend=self.backend, n_jobs=self.n_jobs,
+                                  progress=self.verbose)
         else:
             limit = target if target is not None else cap
             if self.method == "hart":
