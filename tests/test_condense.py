@@ -101,7 +101,7 @@ def test_vertex_cover_is_minimum_on_small_bipartite_graphs(rng):
         cover = vertex_cover(rows, cols, y, 12)
         assert np.all(cover[rows] | cover[cols])                      # it is a cover
         best = min(size for size in range(13) for S in itertools.combinations(range(12), size)
-                   if all(r in S or c in S for r, c in zip(rows, cols)))
+                   if all(r in S or c in S for r, c in zip(rows, cols, strict=True)))
         assert cover.sum() == best, f"trial {trial}"
 
 
@@ -111,7 +111,7 @@ def test_greedy_cover_covers_multiclass_graphs(rng):
     rows, cols = conflict_graph(X, y, 0, 0.5)
     D = cdist(X, X)
     expected = {(i, j) for i in range(80) for j in range(i + 1, 80) if D[i, j] < 0.5 and y[i] != y[j]}
-    assert set(zip(rows.tolist(), cols.tolist())) == expected
+    assert set(zip(rows.tolist(), cols.tolist(), strict=True)) == expected
     cover = vertex_cover(rows, cols, y, 80)
     assert np.all(cover[rows] | cover[cols])
 

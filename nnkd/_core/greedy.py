@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from nnkd._core.metrics import CHEBYSHEV, EUCLIDEAN, MANHATTAN
+from nnkd._core.metrics import EUCLIDEAN, MANHATTAN
 
 _SLACK = 1e-9
 _BLOCK = 16
