@@ -99,6 +99,8 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
                 "an arbitrary net. Use selection='validation' (or target_size) to choose the size.",
                 UserWarning, stacklevel=3)
         curve = {"m": m, "train_errors": net.train_errors, "bound": bound}
+        # The traversal keeps only the cells of its last prefix; replaying the (identical)
+        # first `best` steps is cheaper than recording every row's cell at every step.
         final = run_greedy(X, code, start=int(net.order[0]), max_centres=best, labels=y,
                            n_classes=n_classes, backend=backend)
         return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve)
