@@ -58,8 +58,7 @@ def _bounded_distance(X, a, b, metric, thr):
         else:
             while j < stop:
                 t = abs(np.float64(X[a, j]) - np.float64(X[b, j]))
-                if t > s0:
-                    s0 = t
+                s0 = max(s0, t)
                 j += 1
         if (s0 + s1) + (s2 + s3) > limit:
             return np.inf
@@ -102,8 +101,7 @@ def _visit(X, metric, x, c, k, p, half, has_active, active, has_labels, labels, 
     nxt[x] = head[to]
     head[to] = x
     size[to] += 1
-    if dist[x] > cell_r[to]:
-        cell_r[to] = dist[x]
+    cell_r[to] = max(cell_r[to], dist[x])
     if a and is_centre[x] == 0 and (dist[x] > cand_d[to] or (dist[x] == cand_d[to] and x < cand[to])):
         cand_d[to] = dist[x]
         cand[to] = x

@@ -20,13 +20,11 @@ def metric_code(metric: str) -> int:
     return METRIC_CODES[metric]
 
 
-def as_points(X, metric: str, name: str = "X") -> np.ndarray:
-    """C-contiguous float32 copy-if-needed of ``X`` in the space the kernels work in.
+def check_points(X, name: str = "X") -> np.ndarray:
+    """C-contiguous float32 copy-if-needed of ``X``.
 
-    Rejects non-2-D, empty and non-finite input. For ``metric="cosine"`` rows are
-    L2-normalised (an all-zero row stays zero, at distance 1 from any unit row).
+    Rejects non-2-D, empty, non-numeric and non-finite input with a message naming ``name``.
     """
-    metric_code(metric)
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {X.shape}.")
@@ -37,7 +35,28 @@ def as_points(X, metric: str, name: str = "X") -> np.ndarray:
     X = np.ascontiguousarray(X, dtype=np.float32)
     if not np.isfinite(X).all():
         raise ValueError(f"{name} contains NaN or infinity (after conversion to float32); clean or impute it first.")
-    if metric == "cosine":
-        norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
-        X = (X / np.where(norms > 0, norms, 1.0)[:, None]).astype(np.float32)
     return X
+
+
+def normalize_rows(X: np.ndarray, name: str = "X") -> np.ndarray:
+    """Rows of float32 ``X`` scaled to unit L2 norm (a new array).
+
+    Cosine distance is undefined for an all-zero row, so one raises ``ValueError``
+    rather than being silently given some distance.
+    """
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise ValueError(f"{name} has {zero.size} all-zero row(s) (first: row {zero[0]}); cosine distance is "
+                         "undefined for them. Drop them or use another metric.")
+    return (X / norms[:, None]).astype(np.float32)
+
+
+def as_points(X, metric: str, name: str = "X") -> np.ndarray:
+    """``X`` checked by :func:`check_points` and mapped to the space the kernels work in.
+
+    For ``metric="cosine"`` rows are L2-normalised (all-zero rows are rejected).
+    """
+    metric_code(metric)
+    X = check_points(X, name)
+    return normalize_rows(X, name) if metric == "cosine" else X

@@ -29,8 +29,7 @@ def rank_distance(x, p, metric):
     else:
         for f in range(x.shape[0]):
             t = abs(np.float64(x[f]) - np.float64(p[f]))
-            if t > s:
-                s = t
+            s = max(s, t)
     return s
 
 

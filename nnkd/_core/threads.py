@@ -9,17 +9,24 @@ from joblib import effective_n_jobs
 from threadpoolctl import threadpool_limits
 
 
-@contextmanager
-def kernel_threads(n_jobs=None):
-    """Run the body with ``effective_n_jobs(n_jobs)`` Numba threads and one BLAS thread.
+def n_threads(n_jobs=None) -> int:
+    """Threads ``n_jobs`` stands for (``None``: 1, ``-1``: all cores), capped at Numba's pool."""
+    return max(1, min(effective_n_jobs(n_jobs), numba.config.NUMBA_NUM_THREADS))
 
-    Restores the previous Numba thread count on exit, even on error.
+
+@contextmanager
+def kernel_threads(n_jobs=None, *, blas: bool = False):
+    """Run the body with ``effective_n_jobs(n_jobs)`` Numba threads.
+
+    BLAS gets one thread, or the same count when ``blas=True`` (for code that alternates
+    GEMM calls and Numba kernels, never running both at once). Restores the previous
+    Numba thread count on exit, even on error.
     """
-    n = max(1, min(effective_n_jobs(n_jobs), numba.config.NUMBA_NUM_THREADS))
+    n = n_threads(n_jobs)
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=n if blas else 1, user_api="blas"):
             yield n
     finally:
         numba.set_num_threads(previous)

@@ -1,0 +1,243 @@
+"""The Index protocol shared by every backend: validation, true distances, persistence."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from numbers import Integral
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nnkd._core.metrics import check_points, normalize_rows
+
+#: Metric names every backend understands (where it can: see each backend's docs).
+INDEX_METRICS = ("euclidean", "sqeuclidean", "manhattan", "chebyshev", "cosine", "inner_product")
+
+FORMAT = "nnkd.index"
+FORMAT_VERSION = 1
+METADATA_FILE = "index.json"
+
+
+def package_version(name: str) -> str | None:
+    """Installed version of distribution ``name``, or ``None``."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Index:
+    """Base class of nearest-neighbour indexes; build one with :func:`nnkd.index.make_index`.
+
+    Every backend returns **true distances of the named metric**, ascending, as float32,
+    with int64 ids into the fitted rows:
+
+    - ``"euclidean"``: L2; ``"sqeuclidean"``: squared L2;
+    - ``"manhattan"``: L1; ``"chebyshev"``: L-infinity;
+    - ``"cosine"``: ``1 - cos(x, q)`` (rows are L2-normalised first; all-zero rows are rejected);
+    - ``"inner_product"``: ``-x.q`` (the negated similarity, so that smaller is nearer).
+
+    Subclasses set ``backend``, ``BUILD_DEFAULTS``, ``QUERY_DEFAULTS`` and implement
+    ``_build``, ``_search``, ``_apply_query_params``, ``_save_native`` and ``_load_native``.
+    """
+
+    backend: ClassVar[str] = ""
+    #: Build-time parameters and their defaults (``None``: decided at build time).
+    BUILD_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    #: Query-time parameters and their defaults (``None``: decided at build time).
+    QUERY_DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, method: str, metric: str = "euclidean", n_jobs=None, **params):
+        if not isinstance(metric, str) or metric not in INDEX_METRICS:
+            raise ValueError(f"metric={metric!r} is not supported; use one of {list(INDEX_METRICS)}.")
+        self.method = method
+        self.metric = metric
+        self.n_jobs = n_jobs
+        known = {**self.BUILD_DEFAULTS, **self.QUERY_DEFAULTS}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} for index {self.spec!r}; "
+                             f"known: {sorted(known) or 'none'}.")
+        self.build_params = {k: params.get(k, v) for k, v in self.BUILD_DEFAULTS.items()}
+        self.query_params = {k: params.get(k, v) for k, v in self.QUERY_DEFAULTS.items()}
+        self._check_supported()
+        self._dim: int | None = None
+        self._n = 0
+
+    # -- what subclasses provide ---------------------------------------------------------
+    def _check_supported(self) -> None:
+        """Raise ``ValueError`` if this backend/method cannot serve ``self.metric``."""
+
+    def _build(self, X: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (true distances, ids) of shape (len(Q), k); ids < 0 mark missing results."""
+        raise NotImplementedError
+
+    def _apply_query_params(self) -> None:
+        """Push ``self.query_params`` into the native index."""
+
+    def _save_native(self, directory: Path) -> list[str]:
+        raise NotImplementedError
+
+    def _load_native(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def spec(self) -> str:
+        """The spec string this index was made from (``"exact"``, ``"faiss:HNSW32"``, ...)."""
+        return self.backend if self.backend == "exact" else f"{self.backend}:{self.method}"
+
+    @property
+    def dim(self) -> int:
+        """Number of features of the fitted rows."""
+        self._check_fitted()
+        return self._dim
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        state = f"n={self._n}, dim={self._dim}" if self._dim is not None else "unfitted"
+        return f"<{type(self).__name__} {self.spec!r} metric={self.metric!r} {state}>"
+
+    def _check_fitted(self) -> None:
+        if self._dim is None:
+            raise RuntimeError(f"{self!r} is not fitted; call fit(X) first.")
+
+    def _prepare(self, X, name: str) -> np.ndarray:
+        X = check_points(X, name)
+        if self._dim is not None and name != "X" and X.shape[1] != self._dim:
+            raise ValueError(f"{name} has {X.shape[1]} features but the index was fitted on {self._dim}.")
+        return normalize_rows(X, name) if self.metric == "cosine" else X
+
+    def fit(self, X) -> Index:
+        """Index the rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite values; converted to C-contiguous float32.
+
+        Returns
+        -------
+        self : Index
+        """
+        X = self._prepare(X, "X")
+        self._build(X)
+        self._dim, self._n = X.shape[1], X.shape[0]
+        return self
+
+    def query(self, Q, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest indexed rows of every row of ``Q``.
+
+        Parameters
+        ----------
+        Q : array-like of shape (n_queries, n_features)
+        k : int
+            ``1 <= k <= len(self)``.
+
+        Returns
+        -------
+        dist : ndarray of shape (n_queries, k), dtype=float32
+            True distances of ``self.metric``, ascending per row.
+        ind : ndarray of shape (n_queries, k), dtype=int64
+            Row numbers in the fitted ``X``.
+
+        Raises
+        ------
+        ValueError
+            Bad ``Q`` or ``k``, or an approximate backend returned fewer than ``k``
+            neighbours for some row (raise its search-breadth parameter).
+        """
+        self._check_fitted()
+        if isinstance(k, bool) or not isinstance(k, Integral) or not 1 <= k <= self._n:
+            raise ValueError(f"k={k!r} must be an integer in [1, {self._n}] (the number of indexed rows).")
+        Q = self._prepare(Q, "Q")
+        dist, ind = self._search(Q, int(k))
+        short = np.flatnonzero((ind < 0).any(axis=1))
+        if short.size:
+            breadth = [p for p in ("efSearch", "nprobe", "numPivotSearch") if p in self.query_params]
+            raise ValueError(f"{self.spec} returned fewer than k={k} neighbours for {short.size} query row(s) "
+                             f"(first: row {short[0]}); raise {' or '.join(breadth) or 'the search breadth'}.")
+        return np.ascontiguousarray(dist, dtype=np.float32), np.ascontiguousarray(ind, dtype=np.int64)
+
+    def set_query_params(self, **params) -> Index:
+        """Change query-time parameters (``efSearch``, ``nprobe``, ...) in place; returns self."""
+        unknown = sorted(set(params) - set(self.QUERY_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown query parameter(s) {unknown} for {self.spec!r}; "
+                             f"known: {sorted(self.QUERY_DEFAULTS) or 'none'}.")
+        self.query_params.update(params)
+        if self._dim is not None:
+            self._apply_query_params()
+        return self
+
+    # -- persistence -----------------------------------------------------------------------
+    def _metadata(self) -> dict:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "backend": self.backend,
+                "method": self.method, "metric": self.metric, "build_params": self.build_params,
+                "query_params": self.query_params, "dim": self._dim, "n": self._n,
+                "versions": {"nnkd": package_version("nnkd"), "numpy": np.__version__,
+                             **self._library_versions()}}
+
+    def _library_versions(self) -> dict:
+        return {}
+
+    def save(self, path) -> Path:
+        """Write the index to directory ``path`` (created if needed; files inside replaced).
+
+        The directory holds ``index.json`` (backend, metric, parameters, shape, library
+        versions and the SHA-256 of every other file) and the backend's native file(s).
+        Read it back with :func:`nnkd.index.load_index`.
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        self._check_fitted()
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = self._save_native(directory)
+        meta = self._metadata()
+        meta["files"] = {name: sha256_file(directory / name) for name in files}
+        (directory / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return directory
+
+    # Native indexes (faiss, nmslib) hold C++ objects: pickle them through their own
+    # file format so that joblib and GridSearchCV can copy fitted estimators.
+    def __getstate__(self):
+        state = {k: v for k, v in self.__dict__.items() if k not in self._NATIVE_ATTRS}
+        if self._NATIVE_ATTRS and self._dim is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                names = self._save_native(Path(tmp))
+                state["_native_bytes"] = {name: (Path(tmp) / name).read_bytes() for name in names}
+        return state
+
+    def __setstate__(self, state):
+        blobs = state.pop("_native_bytes", None)
+        self.__dict__.update(state)
+        if blobs is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, data in blobs.items():
+                    (Path(tmp) / name).write_bytes(data)
+                self._load_native(Path(tmp))
+
+    #: Attributes holding native handles, rebuilt from files on unpickling.
+    _NATIVE_ATTRS: ClassVar[tuple[str, ...]] = ()
+
