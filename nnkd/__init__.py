@@ -12,6 +12,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "MarginCondensedNN": "nnkd.neighbors",
+    "KernelKNNClassifier": "nnkd.neighbors",
+    "KernelKNNRegressor": "nnkd.neighbors",
+    "ANNTransformer": "nnkd.neighbors",
     "greedy_permutation": "nnkd.condense",
     "compression_bound": "nnkd.condense",
     "show_config": "nnkd._config",

@@ -10,14 +10,20 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from nnkd._core.metrics import METRICS, as_points, metric_code
-from nnkd._core.nearest import nearest_prototype
-from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, _safe_indexing, validate_data
+from nnkd._sklearn_compat import (
+    Interval,
+    StrOptions,
+    _fit_context,
+    _safe_indexing,
+    validate_data,
+)
 from nnkd.condense.bounds import compression_bound
 from nnkd.condense.fcnn import fcnn_condense
 from nnkd.condense.gkn import gkn_condense
 from nnkd.condense.hart import hart_condense
 from nnkd.condense.ksu import ksu_condense
 from nnkd.condense.nets import resolve_count
+from nnkd.neighbors._base import build_index
 
 METHODS = ("ksu", "gkn", "hart", "fcnn")
 
@@ -63,8 +69,14 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         Keep (about) this many prototypes instead of selecting a scale: the first
         ``target_size`` points of the greedy permutation (``"ksu"``), the scale whose net
         is closest in size (``"gkn"``); a cap for ``"hart"``/``"fcnn"``.
-    index : {"exact"}, default="exact"
-        Search backend for Voronoi assignment and prediction.
+    index : str, default="exact"
+        Search backend spec (:func:`nnkd.index.make_index`) over the prototypes, used for
+        prediction and, when not ``"exact"``, to assign every training row to its
+        prototype's Voronoi cell (so cell labels, ``training_error_`` and ``bound_``
+        describe the classifier that actually predicts). ``"faiss:HNSW32"`` or
+        ``"nmslib:hnsw"`` pay off for many prototypes and large query batches.
+    index_params : dict, default=None
+        Build and query parameters of the backend (``{"efSearch": 256}``, ...).
     backend : {"c", "numba"}, default="c"
         Implementation of the greedy permutation (identical results).
     random_state : int, RandomState instance or None, default=None
@@ -97,6 +109,8 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         ``n_prototypes / n_samples``.
     selection_curve_ : dict
         Diagnostics of the scale search (sizes, errors, bounds) for plotting.
+    index_ : nnkd.index.Index
+        The search index over the prototypes.
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
 
@@ -142,7 +156,8 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
                            Interval(Real, 0, 1, closed="right"), None],
         "target_size": [Interval(Integral, 1, None, closed="left"),
                         Interval(Real, 0, 1, closed="right"), None],
-        "index": [StrOptions({"exact"})],
+        "index": [str],
+        "index_params": [dict, None],
         "backend": [StrOptions({"c", "numba"})],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
@@ -151,7 +166,7 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
 
     def __init__(self, method="ksu", *, metric="euclidean", delta=0.05, selection="bound",
                  validation_fraction=0.2, error_tolerance=0.005, max_prototypes=None, target_size=None, index="exact",
-                 backend="c", random_state=None, n_jobs=None, verbose=False):
+                 index_params=None, backend="c", random_state=None, n_jobs=None, verbose=False):
         self.method = method
         self.metric = metric
         self.delta = delta
@@ -161,6 +176,7 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         self.max_prototypes = max_prototypes
         self.target_size = target_size
         self.index = index
+        self.index_params = index_params
         self.backend = backend
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -220,8 +236,12 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
                 result = fcnn_condense(Xw, y_codes, code, max_prototypes=limit, n_jobs=self.n_jobs)
 
         k, n_classes = result.support.shape[0], self.classes_.shape[0]
-        weights = None if result.voters is None else result.voters.astype(np.float64)
-        counts = np.bincount(result.owner * n_classes + y_codes, weights=weights,
+        self.index_ = build_index(self, X[result.support])
+        owner, voters = result.owner, result.voters
+        if self.index != "exact":
+            owner = self.index_.query(X, 1)[1][:, 0]
+        weights = None if voters is None else voters.astype(np.float64)
+        counts = np.bincount(owner * n_classes + y_codes, weights=weights,
                              minlength=k * n_classes).reshape(k, n_classes)
         empty = counts.sum(axis=1) == 0
         # A cell can be empty only for an exact duplicate of an earlier prototype (ties go
@@ -233,9 +253,8 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         self.support_ = result.support
         self.sample_indices_ = result.support
         self.prototypes_ = X[result.support]
-        self._prototypes_work = Xw[result.support]
         self.scale_ = float(result.scale)
-        self.training_error_ = float(np.mean(self._proto_codes[result.owner] != y_codes))
+        self.training_error_ = float(np.mean(self._proto_codes[owner] != y_codes))
         self.bound_ = float(compression_bound(n, self.training_error_, 2 * k, self.delta))
         self.compression_ratio_ = k / n
         self.selection_curve_ = result.curve
@@ -243,8 +262,8 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
 
     def _nearest(self, X):
         X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
-        Xw = as_points(X, self.metric)
-        return nearest_prototype(Xw, self._prototypes_work, metric_code(self.metric), self.n_jobs)
+        dist, ind = self.index_.query(X, 1)
+        return dist[:, 0], ind[:, 0]
 
     def predict(self, X):
         """Label of the nearest prototype.
