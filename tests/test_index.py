@@ -1,0 +1,207 @@
+"""The Index layer: every backend x metric against a NumPy brute force, persistence, errors."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.spatial.distance import cdist
+from sklearn.datasets import make_blobs
+from sklearn.neighbors import NearestNeighbors
+
+from nnkd.index import INDEX_METRICS, load_index, make_index
+
+K = 10
+RECALL = 0.95
+EXACT_SPECS = ["exact", "faiss:Flat", "nmslib:brute_force"]
+APPROX_SPECS = ["faiss:HNSW32", "faiss:IVF16,Flat", "faiss:IVF16,PQ8x4", "faiss:OPQ8,IVF16,PQ8x4", "faiss:SQ8",
+                "nmslib:hnsw", "nmslib:sw-graph", "nmslib:napp", "nmslib:vptree"]
+
+
+def unsupported(spec, metric):
+    lossy = any(c in spec for c in ("PQ", "SQ"))
+    return ((spec.startswith("faiss") and lossy and metric in ("manhattan", "chebyshev"))
+            or (spec == "nmslib:vptree" and metric == "inner_product"))
+
+
+def brute_force(Q, X, metric):
+    """Independent float64 oracle for every metric of the index layer."""
+    Q, X = Q.astype(np.float64), X.astype(np.float64)
+    if metric == "inner_product":
+        return -Q @ X.T
+    if metric == "cosine":
+        return 1.0 - (Q / np.linalg.norm(Q, axis=1, keepdims=True)) @ (X / np.linalg.norm(X, axis=1, keepdims=True)).T
+    return cdist(Q, X, {"manhattan": "cityblock"}.get(metric, metric))
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    X, _ = make_blobs(n_samples=2200, centers=20, n_features=16, cluster_std=2.0, random_state=0)
+    X = X.astype(np.float32)
+    return X[:2000], X[2000:]
+
+
+@pytest.mark.parametrize("metric", INDEX_METRICS)
+@pytest.mark.parametrize("spec", EXACT_SPECS + APPROX_SPECS)
+def test_backend_against_brute_force(mixture, spec, metric):
+    X, Q = mixture
+    if unsupported(spec, metric):
+        with pytest.raises(ValueError, match=metric if "faiss" in spec else "metric space"):
+            make_index(spec, metric)
+        return
+    index = make_index(spec, metric).fit(X)
+    assert (len(index), index.dim, index.metric) == (2000, 16, metric)
+    dist, ind = index.query(Q, K)
+    assert dist.dtype == np.float32 and ind.dtype == np.int64 and dist.shape == ind.shape == (200, K)
+    assert np.all(np.diff(dist, axis=1) >= -1e-5 * np.abs(dist[:, 1:]).max()), "rows are not sorted ascending"
+    D = brute_force(Q, X, metric)
+    # Returned distances are the true distances of the returned ids.
+    assert_allclose(dist, np.take_along_axis(D, ind, axis=1), rtol=1e-4, atol=1e-5,
+                    err_msg=f"{spec}/{metric} distances are not true {metric} distances")
+    ref = np.argsort(D, axis=1, kind="stable")[:, :K]
+    if spec in EXACT_SPECS:
+        assert_array_equal(ind, ref, err_msg=f"{spec}/{metric} ids differ from brute force")
+    else:
+        recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(ind, ref, strict=True)])
+        assert recall >= RECALL, f"{spec}/{metric}: recall@{K} {recall:.3f} < {RECALL}"
+
+
+def test_exact_matches_sklearn(rng):
+    X, Q = (rng.normal(size=(n, 8)).astype(np.float32) for n in (500, 50))
+    dist, ind = make_index("exact").fit(X).query(Q, 10)
+    ref_dist, ref_ind = NearestNeighbors(n_neighbors=10, algorithm="brute").fit(X).kneighbors(Q)
+    assert_allclose(dist, ref_dist, rtol=1e-5)
+    assert_array_equal(ind, ref_ind)
+
+
+def test_exact_orders_ties_by_row_and_self_distance_is_zero():
+    X = np.array([[1, 0], [0, 0], [1, 0], [0, 1], [2, 2]], dtype=np.float32)
+    dist, ind = make_index("exact").fit(X).query([[0, 0], [1, 0]], 4)
+    assert ind.tolist() == [[1, 0, 2, 3], [0, 2, 1, 3]]
+    assert dist[1, :2].tolist() == [0.0, 0.0]
+    assert_allclose(dist[0], [0, 1, 1, 1])
+
+
+@settings(deadline=None, max_examples=40)
+@given(X=arrays(np.float32, st.tuples(st.integers(1, 40), st.integers(1, 5)),
+                elements=st.floats(-100, 100, width=32)),
+       metric=st.sampled_from(["euclidean", "manhattan", "chebyshev", "inner_product"]),
+       k=st.integers(1, 40))
+def test_exact_knn_is_a_correct_selection(X, metric, k):
+    """A law: returned ids hold the k smallest distances (no other row is strictly nearer)."""
+    k = min(k, len(X))
+    dist, ind = make_index("exact", metric).fit(X).query(X, k)
+    D = brute_force(X, X, metric)
+    chosen = np.take_along_axis(D, ind, axis=1)
+    assert_allclose(dist, chosen, rtol=1e-4, atol=1e-3)
+    kth = np.sort(D, axis=1)[:, k - 1]
+    tol = 1e-4 * np.maximum(np.abs(kth), 1.0)
+    assert np.all(chosen.max(axis=1) <= kth + tol)
+    assert all(len(set(row)) == k for row in ind)
+
+
+@pytest.mark.parametrize("spec", ["exact", "faiss:HNSW32", "faiss:IVF16,PQ8x4", "nmslib:hnsw", "nmslib:vptree"])
+def test_save_load_round_trip(mixture, tmp_path, spec):
+    X, Q = mixture
+    index = make_index(spec, "euclidean", efSearch=64) if "HNSW" in spec or "hnsw" in spec else make_index(spec)
+    index.fit(X)
+    path = index.save(tmp_path / "idx")
+    meta = json.loads((path / "index.json").read_text())
+    assert (meta["backend"], meta["n"], meta["dim"], meta["metric"]) == (spec.split(":")[0], 2000, 16, "euclidean")
+    loaded = load_index(path)
+    assert (len(loaded), loaded.dim, loaded.spec, loaded.query_params) == (2000, 16, spec, index.query_params)
+    d1, i1 = index.query(Q, K)
+    d2, i2 = loaded.query(Q, K)
+    assert_array_equal(i1, i2)
+    assert_allclose(d1, d2)
+
+
+@pytest.mark.parametrize("spec", ["exact", "faiss:HNSW32", "nmslib:hnsw"])
+def test_tampered_file_is_rejected(mixture, tmp_path, spec):
+    X, _ = mixture
+    path = make_index(spec).fit(X).save(tmp_path / "idx")
+    meta = json.loads((path / "index.json").read_text())
+    native = path / next(iter(meta["files"]))
+    data = bytearray(native.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    native.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_index(path)
+
+
+def test_load_rejects_bad_metadata_and_pickled_arrays(mixture, tmp_path):
+    X, _ = mixture
+    path = make_index("exact").fit(X[:50]).save(tmp_path / "idx")
+    meta = json.loads((path / "index.json").read_text())
+    bad = dict(meta, format_version=999)
+    (path / "index.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="format_version"):
+        load_index(path)
+    bad = dict(meta, files={"../escape.npz": "0"})
+    (path / "index.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="outside"):
+        load_index(path)
+    # An object array (which only unpickling could read) with a matching checksum: never loaded.
+    np.savez(path / "arrays.npz", X=np.array([{"a": 1}], dtype=object))
+    from nnkd.index._base import sha256_file
+    (path / "index.json").write_text(json.dumps(dict(meta, files={"arrays.npz": sha256_file(path / "arrays.npz")})))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_index(path)
+    with pytest.raises(FileNotFoundError):
+        load_index(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("spec", ["exact", "faiss:HNSW32", "faiss:IVF16,PQ8x4", "nmslib:hnsw", "nmslib:napp"])
+def test_pickle_round_trip(mixture, spec):
+    X, Q = mixture
+    index = make_index(spec, "cosine").fit(X)
+    clone = pickle.loads(pickle.dumps(index))
+    assert_array_equal(index.query(Q, K)[1], clone.query(Q, K)[1])
+    assert pickle.loads(pickle.dumps(make_index(spec))).spec == spec       # unfitted too
+
+
+def test_query_params_change_results_and_are_validated(mixture):
+    X, Q = mixture
+    index = make_index("faiss:IVF16,Flat", nprobe=1).fit(X)
+    with pytest.raises(ValueError, match="fewer than k=400.*nprobe"):
+        index.query(Q, 400)                          # one list holds fewer than 400 rows
+    index.set_query_params(nprobe=16)
+    assert index.query(Q, 400)[1].shape == (200, 400)
+    with pytest.raises(ValueError, match="unknown query parameter"):
+        index.set_query_params(ef=3)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda X: make_index("annoy:x"), "unknown index backend"),
+    (lambda X: make_index("exact:x"), "takes no method"),
+    (lambda X: make_index(3), "must be a string"),
+    (lambda X: make_index("nmslib:kdtree"), "unknown nmslib method"),
+    (lambda X: make_index("faiss:"), "index_factory string"),
+    (lambda X: make_index("faiss:NotAnIndex").fit(X), "could not parse"),
+    (lambda X: make_index("faiss:IVF4096,Flat").fit(X), "at least nlist=4096"),
+    (lambda X: make_index("exact", "hamming"), "metric='hamming'"),
+    (lambda X: make_index("nmslib:hnsw", bogus=1), "unknown parameter"),
+    (lambda X: make_index("exact").fit(X).query(X, 0), "k=0"),
+    (lambda X: make_index("exact").fit(X).query(X, 2001), "k=2001"),
+    (lambda X: make_index("exact").fit(X).query(X[:, :3], 1), "3 features"),
+    (lambda X: make_index("exact").fit(np.where(X > 5, np.nan, X)), "NaN"),
+    (lambda X: make_index("exact", "cosine").fit(np.vstack([X, np.zeros((1, 16))])), "all-zero"),
+    (lambda X: make_index("exact").fit(X[:0]), "empty"),
+    (lambda X: make_index("exact").query(X, 1), "not fitted"),
+])
+def test_bad_input_is_a_clear_error(mixture, call, match):
+    X, _ = mixture
+    with pytest.raises((ValueError, TypeError, RuntimeError), match=match):
+        call(X)
+
+
+def test_import_index_does_not_load_faiss_or_nmslib():
+    import subprocess
+    import sys
+    code = "import nnkd.index, sys; print('faiss' in sys.modules, 'nmslib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
