@@ -47,53 +47,23 @@ are standardized (``StandardScaler`` fitted on the training rows).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
-DEFAULT_THREADS = 2
-BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+from _common import (
+    REPO_ROOT,  # noqa: I001 - must come before numpy: it pins thread counts
+    DATASETS, DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, DEFAULT_THREADS, Dataset, fmt,
+    json_safe, load_dataset, log, machine_meta, markdown_table, pct, time_call)
+import numpy as np
 
+from nnkd import MarginCondensedNN
+from nnkd.condense import greedy_permutation
 
-def _early_threads(argv: list[str]) -> int:
-    """Read ``--threads`` before numpy is imported (the full parser comes later)."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--threads", type=int, default=DEFAULT_THREADS)
-    return pre.parse_known_args(argv)[0].threads
-
-
-_THREADS = _early_threads(sys.argv[1:]) if __name__ == "__main__" else DEFAULT_THREADS
-for _var in BLAS_THREAD_VARS:
-    os.environ.setdefault(_var, "1")
-os.environ["NUMBA_NUM_THREADS"] = str(_THREADS)
-
-import datetime as _dt  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable, TypeVar  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-try:  # a stale editable install can resolve ``nnkd`` to an empty namespace package
-    from nnkd import MarginCondensedNN
-except ImportError:
-    sys.path.insert(0, str(REPO_ROOT))
-    for _name in [m for m in sys.modules if m == "nnkd" or m.startswith("nnkd.")]:
-        del sys.modules[_name]
-    from nnkd import MarginCondensedNN
-import nnkd  # noqa: E402
-from nnkd.condense import greedy_permutation  # noqa: E402
-
-T = TypeVar("T")
-
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
-DEFAULT_OUT_DIR = REPO_ROOT / "benchmarks" / "results"
 SLOW_DATASETS = ("connect4", "mnist_test", "shuttle")
 IMBLEARN_CNN_MAX_TRAIN = 20_000
 PEER_BUDGET_S = 120.0  # stop repeating a peer's timing once this much time is spent
@@ -106,105 +76,6 @@ WARMUP_ROWS = 2000  # rows of the JIT warm-up fit for the large scaling problems
 
 # --------------------------------------------------------------------------- datasets
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """How to load and split one dataset.
-
-    Attributes
-    ----------
-    name : str
-        Dataset name (``<name>.npz`` in the data folder, or ``"digits"``).
-    split : {"official", "first", "stratified"}
-        Official train/test arrays, the first ``n_train`` rows for training, or a stratified
-        split with ``test_size`` and ``random_state=0``.
-    standardize : bool
-        Whether features have heterogeneous units (then ``StandardScaler`` is applied).
-    n_train : int
-        Training rows for ``split="first"``.
-    test_size : float
-        Test fraction for ``split="stratified"``.
-    """
-
-    name: str
-    split: str
-    standardize: bool = False
-    n_train: int = 0
-    test_size: float = 0.25
-
-    def describe(self) -> str:
-        """One-line description of the split and scaling."""
-        if self.split == "official":
-            text = "official train/test split"
-        elif self.split == "first":
-            text = f"first {self.n_train:,} rows train, the rest test"
-        else:
-            pct = round(100 * (1 - self.test_size))
-            text = f"stratified {pct}/{100 - pct} split, random_state=0"
-        return text + ("; standardized (StandardScaler fit on train)" if self.standardize else "")
-
-
-DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
-    DatasetSpec("digits", "stratified", test_size=0.3),
-    DatasetSpec("letter", "first", n_train=16_000),
-    DatasetSpec("pendigits", "official"),
-    DatasetSpec("optdigits", "official"),
-    DatasetSpec("satimage", "official"),
-    DatasetSpec("usps", "official"),
-    DatasetSpec("magic", "stratified", standardize=True),
-    DatasetSpec("shuttle", "official", standardize=True),
-    DatasetSpec("mnist_test", "first", n_train=8_000),
-    DatasetSpec("connect4", "stratified"),
-)}
-
-
-@dataclass
-class Dataset:
-    """A split dataset (float32 features, int64 labels)."""
-
-    spec: DatasetSpec
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-
-    def info(self) -> dict[str, Any]:
-        """Shape summary stored with every row."""
-        return {"dataset": self.spec.name, "n_train": int(self.X_train.shape[0]),
-                "n_test": int(self.X_test.shape[0]), "n_features": int(self.X_train.shape[1]),
-                "n_classes": int(np.unique(self.y_train).size),
-                "standardized": self.spec.standardize, "split": self.spec.describe()}
-
-
-def load_dataset(spec: DatasetSpec, data_dir: Path) -> Dataset:
-    """Load, split and (if the spec says so) standardize one dataset."""
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
-    if spec.name == "digits":
-        from sklearn.datasets import load_digits
-        X, y = load_digits(return_X_y=True)
-        arrays: dict[str, np.ndarray] = {"X": X, "y": y}
-    else:
-        with np.load(data_dir / f"{spec.name}.npz") as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    if spec.split == "official":
-        parts = [arrays[k] for k in ("X_train", "y_train", "X_test", "y_test")]
-    elif spec.split == "first":
-        X, y = arrays["X"], arrays["y"]
-        parts = [X[:spec.n_train], y[:spec.n_train], X[spec.n_train:], y[spec.n_train:]]
-    else:
-        X_tr, X_te, y_tr, y_te = train_test_split(arrays["X"], arrays["y"], test_size=spec.test_size,
-                                                  stratify=arrays["y"], random_state=0)
-        parts = [X_tr, y_tr, X_te, y_te]
-    X_tr, y_tr, X_te, y_te = parts
-    if spec.standardize:
-        scaler = StandardScaler().fit(X_tr)
-        X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
-    as_x = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-    as_y = lambda a: np.asarray(a, dtype=np.int64)  # noqa: E731
-    return Dataset(spec, as_x(X_tr), as_y(y_tr), as_x(X_te), as_y(y_te))
-
-
 def make_blobs_problem(cluster_std: float) -> tuple[np.ndarray, np.ndarray]:
     """The 100,000 x 64 Gaussian mixture of the scaling section."""
     from sklearn.datasets import make_blobs
@@ -215,58 +86,6 @@ def make_blobs_problem(cluster_std: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- timing
-
-@dataclass
-class Timing:
-    """Wall-clock times of repeated calls and the result of the last one."""
-
-    times: list[float] = field(default_factory=list)
-    result: Any = None
-
-    @property
-    def median(self) -> float:
-        """Median of the timed calls."""
-        return float(statistics.median(self.times))
-
-
-def time_call(fn: Callable[[], T], *, repeats: int, warmup: bool | Callable[[], Any] = True,
-              budget_s: float | None = None) -> Timing:
-    """Time ``fn`` ``repeats`` times (``time.perf_counter``) after an optional warm-up.
-
-    Parameters
-    ----------
-    fn : callable
-        The call to time; its last result is kept.
-    repeats : int
-        Number of timed calls (at least one is always made).
-    warmup : bool or callable, default=True
-        ``True``: one untimed call of ``fn`` first; a callable: call it instead (e.g. the
-        same estimator on a few rows, which compiles the same Numba kernels); ``False``: none.
-    budget_s : float, default=None
-        Stop repeating once the timed calls have used this many seconds.
-
-    Returns
-    -------
-    Timing
-    """
-    if warmup is True:
-        fn()
-    elif callable(warmup):
-        warmup()
-    timing = Timing()
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        timing.result = fn()
-        timing.times.append(time.perf_counter() - start)
-        if budget_s is not None and sum(timing.times) >= budget_s:
-            break
-    return timing
-
-
-def log(message: str) -> None:
-    """Progress message on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
 
 # --------------------------------------------------------------------------- methods
 
@@ -506,26 +325,6 @@ def hart_vs_imblearn(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 # --------------------------------------------------------------------------- report
 
-def fmt(value: Any, spec: str) -> str:
-    """Format a number for the markdown tables ("–" when missing, "inf" when infinite)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    if isinstance(value, float) and np.isinf(value):
-        return "inf"
-    return format(value, spec)
-
-
-def pct(value: Any) -> str:
-    """A fraction as a percentage with two decimals."""
-    return fmt(None if value is None else 100 * value, ".2f")
-
-
-def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
-    """Rows of a markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
-
-
 def method_cells(row: dict[str, Any]) -> list[str]:
     """method | kept % | test acc % | bound | fit s (median) cells of one row."""
     name = row["method"] if row["library"] != "nnkd" else f"nnkd {row['method']}"
@@ -648,36 +447,14 @@ def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def json_safe(value: Any) -> Any:
-    """Replace non-finite floats (not valid JSON) by the strings "inf", "-inf" and "nan"."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return str(value)
-    return value
-
-
 def build_meta(args: argparse.Namespace, datasets: list[str]) -> dict[str, Any]:
     """Date, machine, library versions, thread settings and repeats."""
     import imblearn
-    import numba
 
-    versions = dict(nnkd.show_config(print_out=False))
-    versions["imbalanced-learn"] = imblearn.__version__
-    return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(),
-                    "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
-        "versions": versions,
-        "threads": {"threads": args.threads, "n_jobs": args.threads,
-                    "numba_get_num_threads": numba.get_num_threads(),
-                    **{var: os.environ.get(var) for var in (*BLAS_THREAD_VARS, "NUMBA_NUM_THREADS")}},
-        "repeats": args.repeats, "datasets": datasets, "quick": args.quick, "skip_peers": args.skip_peers,
-        "blobs_cluster_std": args.blobs_std, "argv": sys.argv[1:],
-    }
+    meta = machine_meta(args.threads)
+    meta["versions"]["imbalanced-learn"] = imblearn.__version__
+    return {**meta, "repeats": args.repeats, "datasets": datasets, "quick": args.quick,
+            "skip_peers": args.skip_peers, "blobs_cluster_std": args.blobs_std}
 
 
 # --------------------------------------------------------------------------- main
