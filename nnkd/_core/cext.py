@@ -40,3 +40,12 @@ def greedy_permutation_c(X, code, start, max_centres, stop_radius, labels, n_cla
                                 labels, int(n_classes), active, order, radius, owner, dist,
                                 train_err, valid_err)
     return order, radius, owner, dist, train_err, valid_err, m
+
+
+def pairs_to_arrays(rows: list, k: int):
+    """``[(int32 ids, float32 dists), ...]`` (NMSLIB's batch result) -> ``(dist, ind)`` arrays
+    of shape ``(len(rows), k)``, float32 and int64; short rows are padded with ``inf``/``-1``."""
+    ind = np.empty((len(rows), k), dtype=np.int64)
+    dist = np.empty((len(rows), k), dtype=np.float32)
+    require_cext().pairs_to_arrays(rows, ind, dist)
+    return dist, ind

@@ -25,7 +25,7 @@ _QUERY_BLOCK = 512
 _BASE_BLOCK = 8192
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _push(d, j, top_d, top_i):
     """Insert ``(d, j)`` into the ascending row ``top_d``/``top_i`` if it beats the worst.
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnkd._core.cext import pairs_to_arrays
 from nnkd._core.threads import n_threads
 from nnkd.index._base import Index, package_version
 
@@ -111,14 +112,7 @@ class NmslibIndex(Index):
 
     def _search(self, Q, k):
         rows = self._index.knnQueryBatch(Q, k=k, num_threads=n_threads(self.n_jobs))
-        ind = np.full((len(rows), k), -1, dtype=np.int64)
-        dist = np.full((len(rows), k), np.inf, dtype=np.float32)
-        if all(len(r[0]) == k for r in rows):             # the common case: one copy each
-            ind[:] = np.concatenate([r[0] for r in rows]).reshape(-1, k)
-            dist[:] = np.concatenate([r[1] for r in rows]).reshape(-1, k)
-        else:                                             # ragged rows: query() reports them
-            for i, (ids, ds) in enumerate(rows):
-                ind[i, :len(ids)], dist[i, :len(ids)] = ids, ds
+        dist, ind = pairs_to_arrays(rows, k)             # short rows: -1 ids, query() reports them
         if self.metric == "cosine":                       # |x - q|^2 / 2 on unit rows
             dist = dist / 2.0 if self._returns_squared else dist * dist / 2.0
         elif self.metric == "euclidean" and self._returns_squared:
