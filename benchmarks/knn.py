@@ -154,7 +154,11 @@ def bench_dataset(data: Dataset, threads: int, repeats: int) -> list[dict[str, A
         clf.fit(data.X_train, data.y_train)
         build_s = time.perf_counter() - start
         for query_params in settings:
-            row = bench_setting(clf, data, true_dist, query_params, threads, repeats)
+            try:
+                row = bench_setting(clf, data, true_dist, query_params, threads, repeats)
+            except ValueError as exc:          # e.g. IVF lists too small for k at nprobe=1
+                log(f"    {query_params}: {exc}")
+                row = {"query_params": query_params, "error": str(exc)}
             rows.append({**info, "kind": "index", "name": spec, "build_params": build, "build_s": build_s, **row})
     return rows
 
@@ -226,7 +230,7 @@ def bench_simd(data: Dataset, simd_python: str, repeats: int) -> dict[str, Any]:
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's targets, checked on this run's rows."""
-    index_rows = [r for r in rows if r.get("kind") == "index"]
+    index_rows = [r for r in rows if r.get("kind") == "index" and "error" not in r]
     native = [r for r in index_rows if not r["name"].startswith("exact")]
     worst = max(native, key=lambda r: max(r.get("overhead_1t", -1), r.get("overhead_2t", -1)), default=None)
     acc_ok = {}
@@ -287,6 +291,10 @@ def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                              f"predict {r['predict_s']:.3f} s"])
                 continue
             qp = ", ".join(f"{k}={v}" for k, v in r["query_params"].items())
+            if "error" in r:
+                body.append([r["name"], qp] + ["–"] * 6 + [fmt(r["build_s"], ".2f"), "–",
+                                                          "fewer than 10 results for some queries"])
+                continue
             body.append([r["name"], qp, fmt(r["recall"], ".4f"), fmt(r["qps_1t"], ",.0f"),
                          fmt(r.get(f"qps_{t}t"), ",.0f"), fmt(r["raw_qps_1t"], ",.0f"),
                          fmt(100 * r["overhead_1t"], "+.1f"), fmt(100 * r.get(f"overhead_{t}t", np.nan), "+.1f"),

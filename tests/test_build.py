@@ -36,3 +36,21 @@ def test_unknown_attribute():
     import pytest
     with pytest.raises(AttributeError, match="no attribute"):
         nnkd.does_not_exist
+
+
+def test_pairs_to_arrays_pads_short_rows_and_rejects_bad_rows():
+    import numpy as np
+    import pytest
+
+    rows = [(np.array([3, 1], np.int32), np.array([0.5, 2.0], np.float32)),
+            (np.array([7], np.int32), np.array([1.5], np.float32))]
+    dist, ind = cext.pairs_to_arrays(rows, 2)
+    assert ind.dtype == np.int64 and dist.dtype == np.float32
+    assert ind.tolist() == [[3, 1], [7, -1]]
+    assert dist.tolist() == [[0.5, 2.0], [1.5, float("inf")]]
+    with pytest.raises(ValueError, match="k=1"):
+        cext.pairs_to_arrays(rows, 1)                         # a row longer than k
+    with pytest.raises(ValueError, match="wrong dtype"):
+        cext.pairs_to_arrays([(np.array([1], np.int64), np.array([1.0], np.float32))], 1)
+    with pytest.raises(TypeError, match="pair"):
+        cext.pairs_to_arrays([[np.array([1], np.int32)]], 1)

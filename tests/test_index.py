@@ -167,7 +167,7 @@ def test_pickle_round_trip(mixture, spec):
 def test_query_params_change_results_and_are_validated(mixture):
     X, Q = mixture
     index = make_index("faiss:IVF16,Flat", nprobe=1).fit(X)
-    with pytest.raises(ValueError, match="fewer than k=400.*nprobe"):
+    with pytest.raises(ValueError, match="fewer than k=400.*raise nprobe"):
         index.query(Q, 400)                          # one list holds fewer than 400 rows
     index.set_query_params(nprobe=16)
     assert index.query(Q, 400)[1].shape == (200, 400)

@@ -88,7 +88,7 @@ def _refine_sqeuclidean(Q, X, top_d, top_i):
 
 
 def exact_knn(Q: np.ndarray, X: np.ndarray, k: int, metric: int, n_jobs=None,
-              X_sqnorm: np.ndarray | None = None):
+              X_sqnorm: np.ndarray | None = None, X64: np.ndarray | None = None):
     """The ``k`` nearest rows of ``X`` for every row of ``Q``, exactly.
 
     Parameters
@@ -101,6 +101,9 @@ def exact_knn(Q: np.ndarray, X: np.ndarray, k: int, metric: int, n_jobs=None,
         ``NEG_INNER`` (returns ``-x.q``).
     X_sqnorm : ndarray of shape (len(X),), dtype=float64, optional
         Cached squared norms of ``X`` for ``EUCLIDEAN``.
+    X64 : ndarray, optional
+        Cached float64 copy of ``X`` (spares converting it at every call: small query
+        batches are otherwise dominated by that conversion).
 
     Returns
     -------
@@ -122,7 +125,7 @@ def exact_knn(Q: np.ndarray, X: np.ndarray, k: int, metric: int, n_jobs=None,
         else:
             col_add, scale = np.zeros(n), -1.0
         for b in range(0, n, _BASE_BLOCK):
-            Xb = X[b:b + _BASE_BLOCK].astype(np.float64)
+            Xb = X64[b:b + _BASE_BLOCK] if X64 is not None else X[b:b + _BASE_BLOCK].astype(np.float64)
             add = np.ascontiguousarray(col_add[b:b + _BASE_BLOCK])
             for a in range(0, m, _QUERY_BLOCK):
                 G = Q[a:a + _QUERY_BLOCK].astype(np.float64) @ Xb.T

@@ -91,6 +91,10 @@ class Index:
     def _apply_query_params(self) -> None:
         """Push ``self.query_params`` into the native index."""
 
+    def _breadth_param(self) -> str:
+        """The query parameter that widens the search (named when results come up short)."""
+        return "the search breadth"
+
     def _save_native(self, directory: Path) -> list[str]:
         raise NotImplementedError
 
@@ -172,9 +176,8 @@ class Index:
         dist, ind = self._search(Q, int(k))
         short = np.flatnonzero((ind < 0).any(axis=1))
         if short.size:
-            breadth = [p for p in ("efSearch", "nprobe", "numPivotSearch") if p in self.query_params]
             raise ValueError(f"{self.spec} returned fewer than k={k} neighbours for {short.size} query row(s) "
-                             f"(first: row {short[0]}); raise {' or '.join(breadth) or 'the search breadth'}.")
+                             f"(first: row {short[0]}); raise {self._breadth_param()}.")
         return np.ascontiguousarray(dist, dtype=np.float32), np.ascontiguousarray(ind, dtype=np.int64)
 
     def set_query_params(self, **params) -> Index:

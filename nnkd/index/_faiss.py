@@ -139,6 +139,12 @@ class FaissIndex(Index):
         if refine is not None:
             refine.k_factor = float(qp["k_factor"])
 
+    def _breadth_param(self):
+        faiss = _import_faiss()
+        if faiss.try_extract_index_ivf(self._index) is not None:
+            return "nprobe"
+        return "efSearch" if _unwrap(faiss, self._index, "hnsw") is not None else "the search breadth"
+
     def _search(self, Q, k):
         faiss = _import_faiss()
         with _omp_threads(faiss, self.n_jobs):

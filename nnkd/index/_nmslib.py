@@ -110,6 +110,10 @@ class NmslibIndex(Index):
         if params:
             self._index.setQueryTimeParams(params)
 
+    def _breadth_param(self):
+        return {"hnsw": "efSearch", "sw-graph": "efSearch", "napp": "numPivotSearch",
+                "vptree": "maxLeavesToVisit"}.get(self.method, "the search breadth")
+
     def _search(self, Q, k):
         rows = self._index.knnQueryBatch(Q, k=k, num_threads=n_threads(self.n_jobs))
         dist, ind = pairs_to_arrays(rows, k)             # short rows: -1 ids, query() reports them
