@@ -80,6 +80,103 @@ def _show_config_cli(args) -> None:
         print(json.dumps(config, indent=2))
 
 
+def _bench_dataset(args):
+    from nnkd.bench import load_bench_dataset
+
+    return load_bench_dataset(args.dataset, query_fraction=args.query_fraction, max_queries=args.max_queries)
+
+
+def _bench_search_cli(args, knn: bool) -> None:
+    from nnkd.bench import load_grid, run_grid, write_report
+
+    if args.k < 1 or args.runs < 1 or args.threads < 1:
+        raise ValueError("--k, --runs and --threads must be positive integers.")
+    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()] if args.algorithms else None
+    grid = load_grid(args.config, algorithms)          # bad specs/parameters fail before any work
+    ds = _bench_dataset(args)
+    rows = run_grid(ds, args.out, grid, k=args.k, runs=args.runs, threads=args.threads, batch=args.batch,
+                    n_neighbors=args.n_neighbors if knn else None, progress=not args.quiet)
+    paths = write_report(args.out)
+    ok = [r for r in rows if "error" not in r]
+    print(f"nnkd bench {'knn' if knn else 'ann'}: {len(rows)} runs on {ds.name} ({len(ok)} ok); "
+          f"results in {Path(args.out) / 'results.jsonl'}")
+    for path in paths:
+        print(f"wrote {path}")
+
+
+def _bench_condense_cli(args) -> None:
+    from nnkd.bench import write_report
+    from nnkd.bench.condensing import run_condense
+
+    rows = run_condense(_bench_dataset(args), args.out, threads=args.threads, progress=not args.quiet)
+    for r in rows:
+        print(f"{r['method']:<28} kept {100 * r['kept_fraction']:6.2f}%  accuracy {100 * r['accuracy']:6.2f}%  "
+              f"fit {r['fit_s']:.3f} s")
+    for path in write_report(args.out):
+        print(f"wrote {path}")
+
+
+def _bench_plot_cli(args) -> None:
+    from nnkd.bench import write_report
+
+    if not Path(args.dir).is_dir():
+        raise FileNotFoundError(f"{args.dir} is not a directory of nnkd bench results")
+    for path in write_report(args.dir):
+        print(f"wrote {path}")
+
+
+def _bench_convert_cli(args) -> None:
+    from nnkd.bench import convert_to_hdf5
+
+    path = convert_to_hdf5(args.src, args.dst, k=args.k, query_fraction=args.query_fraction)
+    print(f"wrote {path}")
+
+
+def _add_bench_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="benchmark indexes (ann, knn), condensing; plot; convert datasets")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH_COMMAND", required=True)
+
+    def dataset_args(p, hdf5: bool = True):
+        p.add_argument("--dataset", required=True,
+                       help="ann-benchmarks .hdf5 or .npz file" if hdf5 else ".npz file with labels")
+        p.add_argument("--out", required=True, help="results directory (results.jsonl, plots, summary.md)")
+        p.add_argument("--threads", type=int, default=1, help="threads for building and querying")
+        p.add_argument("--query-fraction", type=float, default=0.1,
+                       help=".npz without X_test: hold out this last fraction of rows as queries")
+        p.add_argument("--max-queries", type=int, default=None, help="use only the first N queries")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def search_args(p):
+        p.add_argument("--algorithms", default=None,
+                       help="comma-separated index specs to run (default: every spec of the grid)")
+        p.add_argument("--config", default=None, help="YAML parameter grid (default: the one shipped with nnkd)")
+        p.add_argument("--k", type=int, default=10, help="neighbours per query (recall@k)")
+        p.add_argument("--runs", type=int, default=3, help="timed runs per setting; QPS is the best")
+        p.add_argument("--batch", action="store_true", help="send all queries in one call")
+
+    p = bsub.add_parser("ann", help="recall vs queries per second over a parameter grid (ann-benchmarks style)")
+    dataset_args(p)
+    search_args(p)
+    p.set_defaults(func=lambda a: _bench_search_cli(a, knn=False))
+    p = bsub.add_parser("knn", help="downstream k-NN accuracy next to recall and QPS for each index setting")
+    dataset_args(p, hdf5=False)
+    search_args(p)
+    p.add_argument("--n-neighbors", type=int, default=5, help="neighbours of the KernelKNNClassifier")
+    p.set_defaults(func=lambda a: _bench_search_cli(a, knn=True))
+    p = bsub.add_parser("condense", help="every condensing method and its peers: kept fraction, accuracy, bound")
+    dataset_args(p, hdf5=False)
+    p.set_defaults(func=_bench_condense_cli)
+    p = bsub.add_parser("plot", help="Pareto plot and summary.md from a results directory")
+    p.add_argument("dir")
+    p.set_defaults(func=_bench_plot_cli)
+    p = bsub.add_parser("convert", help="write an .npz dataset in the ann-benchmarks HDF5 format")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--k", type=int, default=100, help="ground-truth neighbours to store")
+    p.add_argument("--query-fraction", type=float, default=0.1)
+    p.set_defaults(func=_bench_convert_cli)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnkd", description="Nearest-neighbour sample compression and distillation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -91,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show-config", help="print versions and whether the C extension is loaded")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_show_config_cli)
+    _add_bench_parser(sub)
     return parser
 
 
@@ -103,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         args.func(args)
-    except (ValueError, TypeError, OSError, ImportError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, KeyboardInterrupt) as exc:
         if os.environ.get("NNKD_DEBUG"):
             raise
         print(f"nnkd: error: {exc}", file=sys.stderr)
