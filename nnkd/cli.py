@@ -95,7 +95,8 @@ def _bench_search_cli(args, knn: bool) -> None:
     grid = load_grid(args.config, algorithms)          # bad specs/parameters fail before any work
     ds = _bench_dataset(args)
     rows = run_grid(ds, args.out, grid, k=args.k, runs=args.runs, threads=args.threads, batch=args.batch,
-                    n_neighbors=args.n_neighbors if knn else None, progress=not args.quiet)
+                    n_neighbors=args.n_neighbors if knn else None, save_neighbors=args.save_neighbors,
+                    progress=not args.quiet)
     paths = write_report(args.out)
     ok = [r for r in rows if "error" not in r]
     print(f"nnkd bench {'knn' if knn else 'ann'}: {len(rows)} runs on {ds.name} ({len(ok)} ok); "
@@ -153,6 +154,8 @@ def _add_bench_parser(sub) -> None:
         p.add_argument("--k", type=int, default=10, help="neighbours per query (recall@k)")
         p.add_argument("--runs", type=int, default=3, help="timed runs per setting; QPS is the best")
         p.add_argument("--batch", action="store_true", help="send all queries in one call")
+        p.add_argument("--save-neighbors", action="store_true",
+                       help="keep the ids each run returned (DIR/neighbors/*.npz) for independent checks")
 
     p = bsub.add_parser("ann", help="recall vs queries per second over a parameter grid (ann-benchmarks style)")
     dataset_args(p)

@@ -87,20 +87,19 @@ def write_report(out_dir) -> list[Path]:
                    f"k={first['k']}, {'batch' if first['batch'] else 'one query at a time'}, "
                    f"{first['threads']} thread(s))")
         lines += [heading, "", f"![{name}]({name})", ""]
-        header = ["algorithm", *[f"best QPS at recall >= {lvl}" for lvl in RECALL_LEVELS], "parameters"]
+        header = ["algorithm", *[f"best QPS at recall >= {lvl} (parameters)" for lvl in RECALL_LEVELS]]
         if kind == "knn":
-            header.insert(-1, "accuracy there")
+            header.append(f"accuracy % at recall >= {RECALL_LEVELS[0]}")
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for label, group in sorted(_groups(search).items()):
-            cells, params, acc = [label], "-", "-"
+            cells, acc = [label], "-"
             for lvl in RECALL_LEVELS:
                 ok = [r for r in group if r["recall"] >= lvl]
                 best = max(ok, key=lambda r: r["qps"]) if ok else None
-                cells.append(f"{best['qps']:,.0f}" if best else "not reached")
-                if best is not None and lvl == RECALL_LEVELS[0]:
-                    params, acc = _params(best), f"{100 * best.get('accuracy', np.nan):.2f} %"
-            cells += ([acc] if kind == "knn" else []) + [params]
-            lines.append("| " + " | ".join(cells) + " |")
+                cells.append(f"{best['qps']:,.0f} ({_params(best)})" if best else "not reached")
+                if best is not None and lvl == RECALL_LEVELS[0] and "accuracy" in best:
+                    acc = f"{100 * best['accuracy']:.2f}"
+            lines.append("| " + " | ".join(cells + ([acc] if kind == "knn" else [])) + " |")
         failed = [r for r in rows if r.get("kind") == kind and "error" in r]
         if failed:
             lines += ["", "Runs that failed: " + "; ".join(f"{_label(r)} {_params(r)}: {r['error']}" for r in failed)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import itertools
 import json
 import os
@@ -156,11 +157,14 @@ def time_queries(index, Q: np.ndarray, k: int, runs: int, batch: bool) -> dict[s
 
 
 def run_grid(ds: BenchDataset, out_dir, grid, *, k: int = 10, runs: int = 3, threads: int = 1, batch: bool = False,
-             n_neighbors: int | None = None, kernel: str = "uniform", progress: bool = True) -> list[dict]:
+             n_neighbors: int | None = None, kernel: str = "uniform", save_neighbors: bool = False,
+             progress: bool = True) -> list[dict]:
     """Run every (spec, build, query) of ``grid`` on ``ds`` not already in ``results.jsonl``.
 
     With ``n_neighbors`` (``nnkd bench knn``) each index is built by a
-    ``KernelKNNClassifier`` and its test accuracy is recorded too (needs labels).
+    ``KernelKNNClassifier`` and its test accuracy is recorded too (needs labels). With
+    ``save_neighbors`` the ids returned by each run are kept in ``neighbors/<run>.npz``
+    (named in the row's ``neighbors_file``) so results can be checked independently.
 
     Returns
     -------
@@ -209,6 +213,11 @@ def run_grid(ds: BenchDataset, out_dir, grid, *, k: int = 10, runs: int = 3, thr
                     timed = time_queries(index, ds.queries, k, runs, batch)
                     row.update({m: timed[m] for m in ("qps", "p50_ms", "p99_ms", "mean_ms")})
                     row["recall"] = recall_at_k(timed["dist"], ds.distances, k)
+                    if save_neighbors:
+                        name = f"neighbors/{hashlib.sha256(row['key'].encode()).hexdigest()[:16]}.npz"
+                        (out_dir / "neighbors").mkdir(exist_ok=True)
+                        np.savez_compressed(out_dir / name, ind=timed["ind"].astype(np.int32))
+                        row["neighbors_file"] = name
                     if kind == "knn":
                         row["accuracy"] = float(clf.score(ds.queries, ds.y_queries))
                 except ValueError as exc:             # e.g. too few results at a small nprobe
