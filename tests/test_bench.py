@@ -67,15 +67,22 @@ def test_bench_ann_end_to_end_resumes_and_agrees_with_numpy(tiny_npz, tmp_path, 
     hdf5 = convert_to_hdf5(tiny_npz, tmp_path / "tiny.hdf5", k=10)
     out = tmp_path / "run"
     assert _cli("ann", "--dataset", hdf5, "--algorithms", "exact,faiss:HNSW32,nmslib:hnsw", "--runs", 1,
-                "--out", out, "--quiet") == 0
+                "--save-neighbors", "--out", out, "--quiet") == 0
     rows = read_results(out)
     grid_runs = 1 + 5 + 5                                     # exact + efSearch settings of the default grid
     assert len(rows) == grid_runs and all("error" not in r for r in rows)
     assert {"qps", "p50_ms", "p99_ms", "build_s", "index_bytes", "rss_growth_bytes", "versions"} <= set(rows[0])
     assert (out / "pareto.png").stat().st_size > 0 and "best QPS" in (out / "summary.md").read_text()
-    # independent recall for the exact run: ids straight from a NumPy brute force
-    exact = next(r for r in rows if r["algorithm"] == "exact")
-    assert exact["recall"] == pytest.approx(1.0)
+    # independent recall: the ann-benchmarks rule recomputed in NumPy from the returned ids
+    with h5py.File(hdf5) as f:
+        base, queries = f["train"][:].astype(float), f["test"][:].astype(float)
+    full = np.linalg.norm(queries[:, None] - base[None], axis=2)
+    kth = np.sort(full, axis=1)[:, 9]
+    for r in rows:
+        ids = np.load(out / r["neighbors_file"])["ind"]
+        got = np.linalg.norm(base[ids] - queries[:, None], axis=2)
+        assert r["recall"] == pytest.approx(np.mean(np.sum(got <= kth[:, None] + 1e-3, axis=1) / 10), abs=1e-9)
+    assert next(r for r in rows if r["algorithm"] == "exact")["recall"] == 1.0
     # a second invocation resumes: nothing is run again
     assert _cli("ann", "--dataset", hdf5, "--algorithms", "exact,faiss:HNSW32,nmslib:hnsw", "--runs", 1,
                 "--out", out, "--quiet") == 0
