@@ -15,6 +15,8 @@ _LAZY = {
     "KernelKNNClassifier": "nnkd.neighbors",
     "KernelKNNRegressor": "nnkd.neighbors",
     "ANNTransformer": "nnkd.neighbors",
+    "NNDistiller": "nnkd.distill",
+    "load_student": "nnkd.student",
     "greedy_permutation": "nnkd.condense",
     "compression_bound": "nnkd.condense",
     "show_config": "nnkd._config",

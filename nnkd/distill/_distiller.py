@@ -1,0 +1,337 @@
+"""``NNDistiller``: a teacher distilled into a compressed nearest-prototype student."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from nnkd._core.kernels import KERNELS
+from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
+from nnkd.index import make_index
+from nnkd.neighbors import MarginCondensedNN
+from nnkd.student import Student
+
+#: Prototypes used by ``space="projection"`` when no size budget is given.
+DEFAULT_PROJECTION_PROTOTYPES = 256
+
+
+def _cells(owner: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR layout of the rows of each prototype's cell."""
+    order = np.argsort(owner, kind="stable")
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=m))]).astype(np.int64)
+    return indptr, order.astype(np.int64)
+
+
+def _cell_means(owner: np.ndarray, T: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Mean teacher distribution of each cell (an empty cell keeps its own row's)."""
+    m = support.shape[0]
+    sums = np.zeros((m, T.shape[1]))
+    np.add.at(sums, owner, T)
+    counts = np.bincount(owner, minlength=m)
+    empty = counts == 0
+    sums[empty] = T[support[empty]]
+    counts[empty] = 1
+    return sums / counts[:, None]
+
+
+class NNDistiller(ClassifierMixin, BaseEstimator):
+    """Distil a teacher into a small nearest-prototype student.
+
+    ``fit(X_transfer)`` labels the transfer rows with the teacher's soft labels (temperature
+    ``temperature``), condenses them with :class:`~nnkd.MarginCondensedNN` on the teacher's
+    hard labels in the chosen space, and gives each prototype the mean teacher distribution
+    of its Voronoi cell. ``space="projection"`` then learns a linear projection, the
+    prototypes and their label vectors jointly (ProtoNN's model, RBF kernel) to match the
+    teacher's distribution, starting from the condensed set.
+
+    Parameters
+    ----------
+    teacher : nnkd.teachers.Teacher
+        ``TorchTeacher``, ``CallableTeacher`` or any object with ``embed`` and ``soft_labels``.
+    space : {"input", "teacher", "projection"}, default="input"
+        Where prototypes live: raw rows, teacher embeddings (the teacher is then needed at
+        prediction time), or a learned projection of standardised rows.
+    condenser : MarginCondensedNN, default=None
+        Condensing for ``"input"``/``"teacher"`` (cloned). Default: KSU with
+        ``selection="validation"``.
+    n_neighbors : int, default=1
+        Prototypes voting per query (``"input"``/``"teacher"``).
+    kernel : str, default="uniform"
+        Vote weights (see :class:`~nnkd.KernelKNNClassifier`).
+    metric : str, default="euclidean"
+    temperature : float, default=4.0
+        Temperature of the teacher's soft labels (and of the KD loss).
+    size_budget_kb : float, default=None
+        Largest student size in kB (1000 bytes), every prediction parameter counted as float32.
+    projection_dim : int, default=None
+        Width of the learned projection (default ``min(n_features, 16)``).
+    augment : {"noise", "mixup"} or callable, default=None
+        ``"projection"`` only: perturbed copies of each batch labelled by the teacher on the
+        fly (function matching, Beyer et al. 2022). A callable gets ``(batch, rng)`` in the
+        standardised space and returns the perturbed batch.
+    noise_scale : float, default=0.3
+        Standard deviation of ``augment="noise"`` (standardised units).
+    alpha : float, default=0.0
+        Weight of the cross-entropy on ``y`` (when given) against the KD loss.
+    max_epochs : int, default=60
+    lr : float, default=0.01
+    batch_size : int, default=256
+    delta : float, default=0.05
+        Confidence of ``bound_``.
+    random_state : int, default=0
+    n_jobs : int, default=None
+    verbose : bool, default=False
+
+    Attributes
+    ----------
+    student_ : nnkd.student.Student
+        The inference artifact (``student_.save(dir)``; NumPy only).
+    classes_ : ndarray of shape (n_classes,)
+    prototypes_ : ndarray of shape (n_prototypes, n_dims)
+    size_bytes_ : int
+    bound_ : float or None
+        Compression bound on the error against the teacher's labels (``"input"`` and
+        ``"teacher"``; ``None`` for a learned projection, which is not a sample compression).
+    training_fidelity_ : float
+        Top-1 agreement with the teacher on the transfer set.
+    loss_curve_ : list of float
+        ``"projection"``: mean loss per epoch.
+
+    References
+    ----------
+    .. [1] S. Gupta et al., "ProtoNN: Compressed and accurate kNN for resource-scarce
+       devices", ICML 2017.
+    .. [2] L. Beyer et al., "Knowledge distillation: A good teacher is patient and
+       consistent", CVPR 2022.
+    """
+
+    _parameter_constraints: dict = {
+        "teacher": [object],
+        "space": [StrOptions({"input", "teacher", "projection"})],
+        "condenser": [MarginCondensedNN, None],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "kernel": [StrOptions(set(KERNELS))],
+        "metric": [StrOptions({"euclidean", "manhattan", "chebyshev", "cosine"})],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "size_budget_kb": [Interval(Real, 0, None, closed="neither"), None],
+        "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "augment": [StrOptions({"noise", "mixup"}), callable, None],
+        "noise_scale": [Interval(Real, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, 1, closed="both")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "delta": [Interval(Real, 0, 1, closed="neither")],
+        "random_state": [Integral, None],
+        "n_jobs": [Integral, None],
+        "verbose": ["boolean"],
+    }
+
+    def __init__(self, teacher=None, *, space="input", condenser=None, n_neighbors=1, kernel="uniform",
+                 metric="euclidean", temperature=4.0, size_budget_kb=None, projection_dim=None, augment=None,
+                 noise_scale=0.3, alpha=0.0, max_epochs=60, lr=0.01, batch_size=256, delta=0.05, random_state=0,
+                 n_jobs=None, verbose=False):
+        self.teacher = teacher
+        self.space = space
+        self.condenser = condenser
+        self.n_neighbors = n_neighbors
+        self.kernel = kernel
+        self.metric = metric
+        self.temperature = temperature
+        self.size_budget_kb = size_budget_kb
+        self.projection_dim = projection_dim
+        self.augment = augment
+        self.noise_scale = noise_scale
+        self.alpha = alpha
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.delta = delta
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _check_teacher(self):
+        if self.teacher is None or not (hasattr(self.teacher, "soft_labels") and hasattr(self.teacher, "embed")):
+            raise TypeError("teacher must be an nnkd teacher (TorchTeacher, CallableTeacher or an object with "
+                            f"embed and soft_labels); got {type(self.teacher).__name__}.")
+
+    def _budget_floats(self) -> int | None:
+        return None if self.size_budget_kb is None else int(self.size_budget_kb * 1000 // 4)
+
+    def _student_input(self, X):
+        return self.teacher.embed(X) if self.space == "teacher" else X
+
+    # -- fitting ------------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Distil the teacher on the transfer rows ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Transfer set (labelled by the teacher).
+        y : array-like of shape (n_samples,), default=None
+            True labels, used only for ``alpha`` mixing; their classes must match the
+            teacher's outputs in sorted order.
+
+        Returns
+        -------
+        self : NNDistiller
+        """
+        self._check_teacher()
+        X = validate_data(self, X, dtype=np.float32, order="C")
+        T = np.asarray(self.teacher.soft_labels(X, self.temperature), dtype=np.float64)
+        if T.ndim != 2 or T.shape[0] != X.shape[0] or T.shape[1] < 2:
+            raise ValueError(f"teacher soft labels have shape {T.shape}; expected ({X.shape[0]}, n_classes >= 2).")
+        n_classes = T.shape[1]
+        y_codes = None
+        if y is not None:
+            y = column_or_1d(y)
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(f"y has {y.shape[0]} labels for {X.shape[0]} rows.")
+            self.classes_, y_codes = np.unique(y, return_inverse=True)
+            if len(self.classes_) != n_classes:
+                raise ValueError(f"the teacher has {n_classes} outputs but y has {len(self.classes_)} classes; "
+                                 "they must match (class i = teacher output i).")
+        else:
+            self.classes_ = np.arange(n_classes)
+        hard = T.argmax(axis=1)
+        if self.space == "projection":
+            student = self._fit_projection(X, T, hard, y_codes)
+        else:
+            student = self._fit_condensed(self._student_input(X), T, hard)
+        self.student_ = student
+        self.prototypes_ = student.prototypes
+        self.size_bytes_ = student.size_bytes
+        self.bound_ = student.bound
+        pred = np.argmax(student.predict_proba(self._student_input(X)), axis=1)
+        self.training_fidelity_ = float(np.mean(pred == hard))
+        return self
+
+    def _condenser(self, cap: int | None, target: int | None = None) -> MarginCondensedNN:
+        cond = clone(self.condenser) if self.condenser is not None else MarginCondensedNN(
+            method="ksu", selection="validation", random_state=self.random_state)
+        params = {"metric": self.metric, "n_jobs": self.n_jobs}
+        if target is not None:
+            params["target_size"] = target
+        elif cap is not None:
+            current = cond.max_prototypes
+            params["max_prototypes"] = cap if current is None or isinstance(current, float) else min(current, cap)
+        return cond.set_params(**params)
+
+    def _fit_condensed(self, Z: np.ndarray, T: np.ndarray, hard: np.ndarray) -> Student:
+        Z = np.ascontiguousarray(Z, dtype=np.float32)
+        floats = self._budget_floats()
+        cap = None
+        if floats is not None:
+            cap = floats // (Z.shape[1] + T.shape[1])
+            if cap < 1:
+                raise ValueError(f"size_budget_kb={self.size_budget_kb} cannot hold one prototype of "
+                                 f"{Z.shape[1] + T.shape[1]} floats; raise it.")
+        cond = self._condenser(cap).fit(Z, hard)
+        owner = cond.index_.query(Z, 1)[1][:, 0]
+        m = cond.support_.shape[0]
+        indptr, indices = _cells(owner, m)
+        return Student(classes=self.classes_, prototypes=Z[cond.support_], label_vectors=_cell_means(owner, T, cond.support_),
+                       kind="knn", space=self.space, metric=self.metric,
+                       n_neighbors=min(self.n_neighbors, m), kernel=self.kernel, support=cond.support_,
+                       cell_indptr=indptr, cell_indices=indices, bound=float(cond.bound_),
+                       meta={"teacher_temperature": self.temperature, "condenser": cond.method})
+
+    def _fit_projection(self, X, T, hard, y_codes) -> Student:
+        import torch
+
+        from nnkd.distill._projection import ProtoNNModule, train_prototypes
+
+        n, d = X.shape
+        L = T.shape[1]
+        k = min(d, self.projection_dim or 16)
+        floats = self._budget_floats()
+        m = DEFAULT_PROJECTION_PROTOTYPES
+        if floats is not None:
+            m = (floats - k * d - 2 * d - 1) // (k + L)
+            if m < 2:
+                raise ValueError(f"size_budget_kb={self.size_budget_kb} leaves room for {max(m, 0)} prototypes "
+                                 f"after the {k}x{d} projection; raise it or lower projection_dim.")
+        m = min(m, n)
+        mean = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale[scale == 0] = 1.0
+        Xs = ((X - mean) / scale).astype(np.float32)
+        # PCA start: the top-k right singular vectors of the standardised rows.
+        W0 = np.linalg.svd(Xs[: min(n, 20000)], full_matrices=False)[2][:k].astype(np.float32)
+        Xp = Xs @ W0.T
+        cond = self._condenser(None, target=m).set_params(metric="euclidean").fit(Xp, hard)
+        support = cond.support_
+        owner = cond.index_.query(Xp, 1)[1][:, 0]
+        P = _cell_means(owner, T, support)
+        nearest = cond.index_.query(Xp, 2)[0]
+        scale_d = float(np.median(nearest[nearest > 0])) if (nearest > 0).any() else 1.0
+        module = ProtoNNModule(W0, Xp[support], np.log(P + 1e-2).astype(np.float32) + 5.0, 1.0 / scale_d)
+        relabel = augment = None
+        if self.augment is not None:
+            augment = self._augmenter()
+
+            def relabel(xa):
+                return self.teacher.soft_labels(xa * scale + mean, self.temperature)
+        previous = torch.get_num_threads()
+        try:
+            if self.n_jobs is not None:
+                torch.set_num_threads(max(1, self.n_jobs if self.n_jobs > 0 else previous))
+            self.loss_curve_ = train_prototypes(
+                module, Xs, T, temperature=self.temperature, relabel=relabel, augment=augment, y_codes=y_codes,
+                alpha=self.alpha, epochs=self.max_epochs, lr=self.lr, batch_size=self.batch_size,
+                seed=self.random_state or 0, progress=self.verbose)
+        finally:
+            torch.set_num_threads(previous)
+        W, B, Z, gamma = module.export()
+        owner = make_index("exact").fit(B).query(Xs @ W.T, 1)[1][:, 0]      # cells in the learned space
+        indptr, indices = _cells(owner, m)
+        return Student(classes=self.classes_, prototypes=B, label_vectors=Z, kind="rbf", space="projection",
+                       gamma=gamma, projection=W, input_mean=mean, input_scale=scale, support=support,
+                       cell_indptr=indptr, cell_indices=indices, bound=None,
+                       meta={"teacher_temperature": self.temperature, "projection_dim": k,
+                             "augment": self.augment if isinstance(self.augment, str) or self.augment is None
+                             else "callable"})
+
+    def _augmenter(self):
+        if callable(self.augment):
+            return self.augment
+        if self.augment == "noise":
+            return lambda xb, rng: xb + self.noise_scale * rng.standard_normal(xb.shape)
+
+        def mixup(xb, rng):
+            lam = rng.beta(0.4, 0.4, size=(xb.shape[0], 1))
+            return lam * xb + (1 - lam) * xb[rng.permutation(xb.shape[0])]
+        return mixup
+
+    # -- inference ----------------------------------------------------------------------------
+    def predict_proba(self, X):
+        """Student class probabilities, ndarray of shape (n_queries, n_classes)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        return self.student_.predict_proba(self._student_input(X))
+
+    def predict(self, X):
+        """Student's class per row."""
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def explain(self, X, k: int = 3) -> list[dict]:
+        """Nearest prototypes of each row: distances, labels, label vectors and the transfer
+        rows they stand for (see :meth:`nnkd.student.Student.explain`)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        return self.student_.explain(self._student_input(X), k)
+
+    def fidelity(self, X) -> float:
+        """Top-1 agreement of the student with the teacher on ``X``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        teacher = np.argmax(self.teacher.soft_labels(X, 1.0), axis=1)
+        return float(np.mean(np.argmax(self.predict_proba(X), axis=1) == teacher))

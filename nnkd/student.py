@@ -1,0 +1,251 @@
+"""``Student``: the inference-time artifact of distillation. NumPy + index only (never torch).
+
+A student maps an input row to class probabilities with a small set of prototypes:
+
+- ``kind="knn"``: the ``n_neighbors`` nearest prototypes (through an :mod:`nnkd.index`
+  Index) vote with kernel weights; each prototype carries a class distribution (the mean
+  teacher distribution of its cell);
+- ``kind="rbf"`` (ProtoNN-style): ``logits = sum_j Z_j exp(-gamma^2 |W x - b_j|^2)`` over all
+  prototypes ``b_j`` with label vectors ``Z_j``; probabilities are ``softmax(logits)``.
+
+Inputs are standardised (``input_mean``, ``input_scale``) and projected (``projection``)
+first when the student has them. A student saved with :meth:`Student.save` is a directory
+with ``student.json`` (format version, classes, parameters, shapes, sha256 of each array
+file) and ``arrays.npz``; :func:`load_student` validates all of it and never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nnkd._core.kernels import KERNELS, kernel_weights
+from nnkd._core.metrics import check_points
+from nnkd.index import make_index
+from nnkd.index._base import package_version, sha256_file
+
+FORMAT = "nnkd.student"
+FORMAT_VERSION = 1
+_ARRAYS = "arrays.npz"
+_META = "student.json"
+_ARRAY_FIELDS = ("prototypes", "label_vectors", "projection", "input_mean", "input_scale", "support",
+                 "cell_indptr", "cell_indices")
+_MAX_META_BYTES = 1 << 22
+
+
+@dataclass
+class Student:
+    """A distilled nearest-prototype classifier (see the module docstring).
+
+    Attributes
+    ----------
+    classes : ndarray of shape (n_classes,)
+    prototypes : ndarray of shape (n_prototypes, n_dims), float32
+        In the student's working space (after standardisation and projection).
+    label_vectors : ndarray of shape (n_prototypes, n_classes), float32
+        Class distributions (``"knn"``) or label vectors (``"rbf"``).
+    kind : {"knn", "rbf"}
+    space : {"input", "teacher", "projection"}
+        ``"teacher"``: inputs are teacher embeddings, not raw rows.
+    support, cell_indptr, cell_indices : ndarray of int64 or None
+        Transfer-set row each prototype started from, and the rows of each prototype's
+        cell (``cell_indices[cell_indptr[j]:cell_indptr[j + 1]]``): what ``explain`` reports.
+    """
+
+    classes: np.ndarray
+    prototypes: np.ndarray
+    label_vectors: np.ndarray
+    kind: str = "knn"
+    space: str = "input"
+    metric: str = "euclidean"
+    n_neighbors: int = 1
+    kernel: str = "uniform"
+    gamma: float | None = None
+    projection: np.ndarray | None = None
+    input_mean: np.ndarray | None = None
+    input_scale: np.ndarray | None = None
+    support: np.ndarray | None = None
+    cell_indptr: np.ndarray | None = None
+    cell_indices: np.ndarray | None = None
+    bound: float | None = None
+    index: str = "exact"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.classes = np.asarray(self.classes)
+        self.prototypes = check_points(self.prototypes, "prototypes")
+        self.label_vectors = np.ascontiguousarray(self.label_vectors, dtype=np.float32)
+        m, d = self.prototypes.shape
+        if self.kind not in ("knn", "rbf"):
+            raise ValueError(f"kind={self.kind!r} must be 'knn' or 'rbf'.")
+        if self.space not in ("input", "teacher", "projection"):
+            raise ValueError(f"space={self.space!r} must be 'input', 'teacher' or 'projection'.")
+        if self.label_vectors.shape != (m, len(self.classes)):
+            raise ValueError(f"label_vectors has shape {self.label_vectors.shape}; expected ({m}, {len(self.classes)}).")
+        if self.kind == "knn" and (self.kernel not in KERNELS or not 1 <= self.n_neighbors <= m):
+            raise ValueError(f"kind='knn' needs a kernel in {sorted(KERNELS)} and 1 <= n_neighbors <= {m}.")
+        if self.kind == "rbf" and not (self.gamma is not None and self.gamma > 0):
+            raise ValueError("kind='rbf' needs gamma > 0.")
+        if self.projection is not None:
+            self.projection = np.ascontiguousarray(self.projection, dtype=np.float32)
+            if self.projection.ndim != 2 or self.projection.shape[0] != d:
+                raise ValueError(f"projection has shape {self.projection.shape}; expected ({d}, n_features).")
+        n_in = self.n_features_in
+        for name in ("input_mean", "input_scale"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.ascontiguousarray(value, dtype=np.float32)
+                if value.shape != (n_in,) or not np.isfinite(value).all():
+                    raise ValueError(f"{name} must be a finite vector of length {n_in}.")
+                setattr(self, name, value)
+        if self.input_scale is not None and (self.input_scale <= 0).any():
+            raise ValueError("input_scale must be > 0.")
+        self._index = None
+
+    # -- shape and size --------------------------------------------------------------------
+    @property
+    def n_features_in(self) -> int:
+        """Width of the rows ``predict`` takes (raw features, or teacher embedding dims)."""
+        return self.projection.shape[1] if self.projection is not None else self.prototypes.shape[1]
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of every parameter prediction needs (float32), explanation data excluded."""
+        n = self.prototypes.size + self.label_vectors.size + (self.kind == "rbf")
+        for extra in (self.projection, self.input_mean, self.input_scale):
+            n += 0 if extra is None else extra.size
+        return 4 * int(n)
+
+    # -- inference ---------------------------------------------------------------------------
+    def transform(self, X) -> np.ndarray:
+        """Rows mapped to the prototypes' space (standardised, then projected)."""
+        X = check_points(X, "X")
+        if X.shape[1] != self.n_features_in:
+            raise ValueError(f"X has {X.shape[1]} features but the student takes {self.n_features_in}"
+                             + (" (teacher embeddings)" if self.space == "teacher" else "") + ".")
+        if self.input_mean is not None:
+            X = (X - self.input_mean) / self.input_scale
+        if self.projection is not None:
+            X = X @ self.projection.T
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+    def _get_index(self):
+        if self._index is None:
+            self._index = make_index(self.index, self.metric).fit(self.prototypes)
+        return self._index
+
+    def _rbf_logits(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        P = self.prototypes.astype(np.float64)
+        Z = Z.astype(np.float64)
+        d2 = np.maximum((Z * Z).sum(1)[:, None] - 2 * Z @ P.T + (P * P).sum(1)[None], 0.0)
+        K = np.exp(-(self.gamma ** 2) * d2)
+        return K @ self.label_vectors.astype(np.float64), d2
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, ndarray of shape (n_queries, n_classes), float64."""
+        Z = self.transform(X)
+        if self.kind == "rbf":
+            logits, _ = self._rbf_logits(Z)
+            logits -= logits.max(axis=1, keepdims=True)
+            p = np.exp(logits)
+            return p / p.sum(axis=1, keepdims=True)
+        dist, ind = self._get_index().query(Z, self.n_neighbors)
+        w = kernel_weights(dist, self.kernel)
+        p = np.einsum("ij,ijc->ic", w, self.label_vectors[ind].astype(np.float64))
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class per row (ties: the first class)."""
+        return self.classes[np.argmax(self.predict_proba(X), axis=1)]
+
+    def explain(self, X, k: int = 3) -> list[dict]:
+        """Per row: the ``k`` nearest prototypes, their distances, class distributions (or
+        label vectors), labels and the transfer-set rows each stands for."""
+        Z = self.transform(X)
+        k = min(int(k), self.prototypes.shape[0])
+        if k < 1:
+            raise ValueError("k must be >= 1.")
+        dist, ind = self._get_index().query(Z, k)
+        preds = self.predict(X)
+        out = []
+        for i in range(Z.shape[0]):
+            protos = []
+            for j, d in zip(ind[i], dist[i], strict=True):
+                members = (self.cell_indices[self.cell_indptr[j]:self.cell_indptr[j + 1]]
+                           if self.cell_indptr is not None else np.empty(0, dtype=np.int64))
+                protos.append({"prototype": int(j), "distance": float(d),
+                               "label": self.classes[int(np.argmax(self.label_vectors[j]))].item(),
+                               "label_vector": self.label_vectors[j].tolist(),
+                               "support_row": None if self.support is None else int(self.support[j]),
+                               "training_rows": members.tolist()})
+            out.append({"prediction": preds[i].item(), "prototypes": protos})
+        return out
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write ``student.json`` + ``arrays.npz`` into directory ``path``; returns it."""
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = {name: getattr(self, name) for name in _ARRAY_FIELDS if getattr(self, name) is not None}
+        if self.classes.dtype.kind in "US":
+            classes = {"dtype": "str", "values": [str(c) for c in self.classes]}
+        elif self.classes.dtype.kind in "iub":
+            classes = {"dtype": "int", "values": [int(c) for c in self.classes]}
+        elif self.classes.dtype.kind == "f":
+            classes = {"dtype": "float", "values": [float(c) for c in self.classes]}
+        else:
+            raise TypeError(f"classes of dtype {self.classes.dtype} cannot be saved; use str, int or float labels.")
+        np.savez(directory / _ARRAYS, **arrays)
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind, "space": self.space,
+                "metric": self.metric, "n_neighbors": self.n_neighbors, "kernel": self.kernel, "gamma": self.gamma,
+                "index": self.index, "bound": self.bound, "classes": classes,
+                "shapes": {k: list(v.shape) for k, v in arrays.items()}, "meta": self.meta,
+                "size_bytes": self.size_bytes,
+                "versions": {"nnkd": package_version("nnkd"), "numpy": np.__version__},
+                "files": {_ARRAYS: sha256_file(directory / _ARRAYS)}}
+        (directory / _META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return directory
+
+
+def load_student(path) -> Student:
+    """Load a student written by :meth:`Student.save`, checking format, checksums and shapes.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+    """
+    directory = Path(path)
+    meta_path = directory / _META
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found; is {directory} a saved nnkd student?")
+    if meta_path.stat().st_size > _MAX_META_BYTES:
+        raise ValueError(f"{meta_path} is too large to be an nnkd student.")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{meta_path} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_path} is not an nnkd student.")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{meta_path} has format_version {meta.get('format_version')!r}; this nnkd reads "
+                         f"{FORMAT_VERSION}.")
+    if meta.get("files", {}).get(_ARRAYS) is None or not (directory / _ARRAYS).is_file():
+        raise FileNotFoundError(f"{directory / _ARRAYS} is missing.")
+    if sha256_file(directory / _ARRAYS) != meta["files"][_ARRAYS]:
+        raise ValueError(f"checksum mismatch for {directory / _ARRAYS}: modified or corrupted after saving.")
+    with np.load(directory / _ARRAYS, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    unknown = set(arrays) - set(_ARRAY_FIELDS)
+    if unknown or any(list(arrays[k].shape) != meta["shapes"].get(k) for k in arrays):
+        raise ValueError(f"{directory / _ARRAYS} does not match the shapes recorded in {meta_path}.")
+    classes = meta["classes"]
+    dtype = {"str": str, "int": np.int64, "float": np.float64}.get(classes.get("dtype"))
+    if dtype is None:
+        raise ValueError(f"{meta_path}: unknown classes dtype {classes.get('dtype')!r}.")
+    return Student(classes=np.array(classes["values"], dtype=dtype), kind=meta["kind"], space=meta["space"],
+                   metric=meta["metric"], n_neighbors=int(meta["n_neighbors"]), kernel=meta["kernel"],
+                   gamma=meta["gamma"], index=meta["index"], bound=meta["bound"], meta=meta.get("meta", {}),
+                   **arrays)

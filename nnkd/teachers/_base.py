@@ -1,0 +1,69 @@
+"""What every teacher gives: embeddings and tempered soft labels, computed in batches."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnkd._core.metrics import check_points
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` in float64 (max-shifted, so it never overflows)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature} must be > 0.")
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+class Teacher:
+    """Base class: subclasses implement ``_embed_batch`` and ``_logits_batch`` on float32 rows."""
+
+    batch_size: int = 1024
+    temperature: float = 1.0
+    progress: bool = False
+
+    def _embed_batch(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _logits_batch(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _batched(self, fn, X, what: str) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        X = check_points(X, "X")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size!r} must be a positive integer.")
+        starts = range(0, X.shape[0], self.batch_size)
+        parts = []
+        for a in tqdm(starts, desc=f"teacher {what}", unit="batch", disable=not self.progress or len(starts) < 2):
+            out = np.asarray(fn(X[a:a + self.batch_size]), dtype=np.float32)
+            rows = min(self.batch_size, X.shape[0] - a)
+            if out.ndim != 2 or out.shape[0] != rows:
+                raise ValueError(f"teacher {what} returned shape {out.shape} for a batch of {rows} rows; "
+                                 "expected (n_rows, n_outputs).")
+            if not np.isfinite(out).all():
+                raise ValueError(f"teacher {what} contain NaN or infinity; check the model and its inputs.")
+            parts.append(out)
+        result = np.concatenate(parts)
+        if parts and any(p.shape[1] != parts[0].shape[1] for p in parts):
+            raise ValueError(f"teacher {what} changed width between batches.")
+        return result
+
+    def embed(self, X) -> np.ndarray:
+        """Teacher embeddings of ``X``: ndarray of shape (n_samples, n_dims), float32."""
+        return self._batched(self._embed_batch, X, "embeddings")
+
+    def logits(self, X) -> np.ndarray:
+        """Teacher logits of ``X``: ndarray of shape (n_samples, n_classes), float32."""
+        return self._batched(self._logits_batch, X, "logits")
+
+    def soft_labels(self, X, temperature: float | None = None) -> np.ndarray:
+        """``softmax(logits / T)``: ndarray of shape (n_samples, n_classes), float64 (rows sum to 1).
+
+        ``temperature`` defaults to the teacher's ``temperature``.
+        """
+        return softmax(self.logits(X), self.temperature if temperature is None else temperature)

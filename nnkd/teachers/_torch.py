@@ -1,0 +1,71 @@
+"""``TorchTeacher``: a ``torch.nn.Module`` (or TorchScript file) as a teacher."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from nnkd.teachers._base import Teacher
+
+
+class TorchTeacher(Teacher):
+    """Embeddings and soft labels from a PyTorch model, in eval mode and without gradients.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps a float32 batch ``(n, n_features)`` to logits ``(n, n_classes)``.
+    embedding : str or callable, default=None
+        Where the embedding comes from: the name of a submodule (``"net.3"``, as in
+        ``model.named_modules()``) whose output is captured by a forward hook (flattened per
+        row), or a callable ``embedding(model, batch) -> tensor``. ``None``: the logits.
+    temperature : float, default=1.0
+        Default temperature of ``soft_labels``.
+    batch_size : int, default=1024
+    device : str, default="cpu"
+    progress : bool, default=False
+        Progress bar over batches (stderr).
+    """
+
+    def __init__(self, model: torch.nn.Module, *, embedding: str | Callable | None = None, temperature: float = 1.0,
+                 batch_size: int = 1024, device: str = "cpu", progress: bool = False):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+        if isinstance(embedding, str):
+            names = dict(model.named_modules())
+            if embedding not in names:
+                raise ValueError(f"model has no submodule {embedding!r}; choose one of {sorted(n for n in names if n)}.")
+        elif embedding is not None and not callable(embedding):
+            raise TypeError("embedding must be a submodule name, a callable or None.")
+        self.model, self.embedding = model, embedding
+        self.temperature, self.batch_size, self.device, self.progress = temperature, batch_size, device, progress
+
+    @classmethod
+    def from_torchscript(cls, path, **kwargs) -> TorchTeacher:
+        """Load a TorchScript model file (``torch.jit.save``); keyword arguments as the constructor."""
+        return cls(torch.jit.load(str(path), map_location=kwargs.get("device", "cpu")), **kwargs)
+
+    def _run(self, X: np.ndarray, capture: bool) -> np.ndarray:
+        self.model.eval()
+        batch = torch.from_numpy(np.ascontiguousarray(X)).to(self.device)
+        with torch.no_grad():
+            if not capture or self.embedding is None:
+                return self.model(batch).detach().cpu().numpy()
+            if callable(self.embedding):
+                return self.embedding(self.model, batch).detach().cpu().numpy()
+            captured = []
+            module = dict(self.model.named_modules())[self.embedding]
+            handle = module.register_forward_hook(lambda mod, inp, out: captured.append(out))
+            try:
+                self.model(batch)
+            finally:
+                handle.remove()
+            return captured[-1].reshape(len(X), -1).detach().cpu().numpy()
+
+    def _logits_batch(self, X: np.ndarray) -> np.ndarray:
+        return self._run(X, capture=False)
+
+    def _embed_batch(self, X: np.ndarray) -> np.ndarray:
+        return self._run(X, capture=True)

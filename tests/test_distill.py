@@ -1,0 +1,186 @@
+"""Teachers, NNDistiller and the Student artifact."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import make_blobs
+
+from nnkd.distill import NNDistiller
+from nnkd.student import Student, load_student
+from nnkd.teachers import CallableTeacher, TorchTeacher, softmax
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self, d=4, h=6, L=3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = torch.nn.Sequential(torch.nn.Linear(d, h), torch.nn.Tanh(), torch.nn.Dropout(0.5))
+        self.head = torch.nn.Linear(h, L)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+@pytest.fixture
+def rows(rng):
+    return rng.normal(size=(37, 4)).astype(np.float32)
+
+
+def test_torch_teacher_logits_soft_labels_and_embedding(rows):
+    net = TinyNet()
+    teacher = TorchTeacher(net, embedding="body.1", batch_size=5, temperature=2.0)
+    net.eval()
+    with torch.no_grad():
+        ref_logits = net(torch.from_numpy(rows)).numpy()
+        ref_embed = torch.tanh(net.body[0](torch.from_numpy(rows))).numpy()
+    assert_allclose(teacher.logits(rows), ref_logits, rtol=1e-6)          # batched, eval mode (no dropout)
+    assert_allclose(teacher.embed(rows), ref_embed, rtol=1e-6)
+    expected = torch.softmax(torch.from_numpy(ref_logits) / 2.0, dim=1).numpy()
+    assert_allclose(teacher.soft_labels(rows), expected, rtol=1e-5)
+    assert_allclose(teacher.soft_labels(rows, 1.0).sum(axis=1), 1.0)
+    net.train()                                                         # the teacher puts it back in eval
+    assert_allclose(teacher.logits(rows), ref_logits, rtol=1e-6)
+
+
+def test_torchscript_teacher(tmp_path, rows):
+    net = TinyNet().eval()
+    path = tmp_path / "teacher.pt"
+    torch.jit.script(net).save(str(path))
+    assert_allclose(TorchTeacher.from_torchscript(path).logits(rows), TorchTeacher(net).logits(rows), rtol=1e-6)
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: TorchTeacher(TinyNet(), embedding="nope"), ValueError, "no submodule"),
+    (lambda: TorchTeacher("model"), TypeError, "torch.nn.Module"),
+    (lambda: CallableTeacher(logits=3), TypeError, "callables"),
+])
+def test_bad_teacher_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+@pytest.mark.parametrize("fn, match", [
+    (lambda X: np.zeros((len(X) + 1, 3)), "expected"),
+    (lambda X: np.full((len(X), 3), np.nan), "NaN"),
+])
+def test_bad_teacher_outputs_are_clear_errors(rows, fn, match):
+    with pytest.raises(ValueError, match=match):
+        CallableTeacher(logits=fn).soft_labels(rows)
+    with pytest.raises(ValueError, match="no embed"):
+        CallableTeacher(logits=fn).embed(rows)
+
+
+def test_softmax_is_stable():
+    p = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
+    assert_allclose(p, [[1.0, 0.0], [0.5, 0.5]])
+
+
+# -- distillation ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def problem():
+    X, y = make_blobs(900, n_features=6, centers=[[0] * 6, [6] * 6, [0, 6, 0, 6, 0, 6]], cluster_std=1.0,
+                      random_state=0)
+    X = X.astype(np.float32)
+    centers = np.array([[0] * 6, [6] * 6, [0, 6, 0, 6, 0, 6]], dtype=np.float32)
+    # The teacher: nearest-centre logits (a known answer), embedding = distances to the centres.
+    dists = lambda Z: np.linalg.norm(Z[:, None, :] - centers[None], axis=2)
+    teacher = CallableTeacher(logits=lambda Z: -dists(Z), embed=dists)
+    return X[:700], y[:700], X[700:], y[700:], teacher
+
+
+@pytest.mark.parametrize("space", ["input", "teacher", "projection"])
+def test_distiller_recovers_a_known_teacher(problem, space):
+    X, y, Q, yq, teacher = problem
+    dist = NNDistiller(teacher, space=space, size_budget_kb=2, max_epochs=30, temperature=2.0).fit(X, y)
+    assert dist.size_bytes_ <= 2000
+    assert dist.fidelity(Q) >= 0.98 and dist.score(Q, yq) >= 0.97
+    proba = dist.predict_proba(Q)
+    assert proba.shape == (200, 3) and np.allclose(proba.sum(axis=1), 1.0)
+    if space != "projection":
+        assert np.isfinite(dist.bound_) and 0 < dist.bound_
+        # each prototype's distribution is the mean teacher distribution of its cell
+        s = dist.student_
+        T = teacher.soft_labels(X, 2.0)
+        for j in range(len(s.support)):
+            members = s.cell_indices[s.cell_indptr[j]:s.cell_indptr[j + 1]]
+            if len(members):
+                assert_allclose(s.label_vectors[j], T[members].mean(axis=0), rtol=1e-5)
+    else:
+        assert dist.bound_ is None and dist.student_.projection.shape[1] == 6
+
+
+def test_explain_names_prototypes_and_their_training_rows(problem):
+    X, y, Q, _, teacher = problem
+    dist = NNDistiller(teacher, space="input", size_budget_kb=2).fit(X, y)
+    out = dist.explain(Q[:4], k=2)
+    assert len(out) == 4 and all(len(o["prototypes"]) == 2 for o in out)
+    first = out[0]["prototypes"][0]
+    assert first["distance"] <= out[0]["prototypes"][1]["distance"]
+    assert first["support_row"] in first["training_rows"] or first["training_rows"] == []
+    assert {r for o in out for p in o["prototypes"] for r in p["training_rows"]} <= set(range(len(X)))
+    cells = dist.student_.cell_indices
+    assert sorted(cells.tolist()) == list(range(len(X)))                # every row is in exactly one cell
+
+
+@pytest.mark.parametrize("space", ["input", "projection"])
+def test_student_round_trip_without_teacher(problem, tmp_path, space):
+    X, y, Q, _, teacher = problem
+    dist = NNDistiller(teacher, space=space, size_budget_kb=2, max_epochs=10).fit(X, y)
+    path = dist.student_.save(tmp_path / "student")
+    loaded = load_student(path)
+    assert_array_equal(loaded.predict(Q), dist.predict(Q))
+    assert_allclose(loaded.predict_proba(Q), dist.predict_proba(Q), rtol=1e-6)
+    assert loaded.size_bytes == dist.size_bytes_
+    meta = json.loads((path / "student.json").read_text())
+    assert meta["format_version"] == 1 and meta["space"] == space
+    data = bytearray((path / "arrays.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (path / "arrays.npz").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        load_student(path)
+
+
+def test_student_with_string_classes(problem, tmp_path):
+    X, y, Q, _, teacher = problem
+    names = np.array(["cat", "dog", "emu"])
+    dist = NNDistiller(teacher, size_budget_kb=2).fit(X, names[y])
+    loaded = load_student(dist.student_.save(tmp_path / "s"))
+    assert set(loaded.predict(Q)) <= set(names) and loaded.classes.tolist() == names.tolist()
+
+
+def test_noise_and_mixup_augmentation_run(problem):
+    X, y, Q, yq, teacher = problem
+    for augment in ("noise", "mixup", lambda xb, rng: xb[::-1]):
+        d = NNDistiller(teacher, space="projection", size_budget_kb=2, max_epochs=5, augment=augment).fit(X, y)
+        assert d.score(Q, yq) > 0.9
+
+
+@pytest.mark.parametrize("kwargs, fit_y, error, match", [
+    ({"teacher": None}, None, TypeError, "teacher"),
+    ({"size_budget_kb": 0.01}, None, ValueError, "cannot hold"),
+    ({"space": "projection", "size_budget_kb": 0.1}, None, ValueError, "leaves room"),
+    ({}, "two_classes", ValueError, "3 outputs but y has 2 classes"),
+])
+def test_bad_distiller_input(problem, kwargs, fit_y, error, match):
+    X, y, _, _, teacher = problem
+    params = {"teacher": teacher, **kwargs}
+    yy = None if fit_y is None else (y > 0).astype(int)
+    with pytest.raises(error, match=match):
+        NNDistiller(**params).fit(X, yy)
+
+
+def test_nan_embeddings_are_rejected(problem):
+    X, y, _, _, _ = problem
+    bad = CallableTeacher(logits=lambda Z: Z[:, :3], embed=lambda Z: np.full((len(Z), 2), np.nan))
+    with pytest.raises(ValueError, match="NaN"):
+        NNDistiller(bad, space="teacher").fit(X, y)
+
+
+def test_student_validates_its_arrays():
+    with pytest.raises(ValueError, match="label_vectors"):
+        Student(classes=np.arange(2), prototypes=np.zeros((3, 2)), label_vectors=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="gamma"):
+        Student(classes=np.arange(2), prototypes=np.zeros((3, 2)), label_vectors=np.zeros((3, 2)), kind="rbf")
