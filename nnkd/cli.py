@@ -11,65 +11,23 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-DEMO_METHODS = (("ksu", "bound"), ("ksu", "validation"), ("gkn", "bound"), ("hart", "bound"), ("fcnn", "bound"))
-
-
-def demo(*, random_state: int = 0, n_jobs: int | None = None) -> list[dict]:
-    """Condense scikit-learn's bundled digits with every method; return one row per method.
-
-    Rows hold ``method``, ``kept_fraction``, ``n_prototypes``, ``test_accuracy``,
-    ``bound`` and ``fit_seconds``; the first row is plain 1-NN on all training rows.
-    """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from sklearn.neighbors import KNeighborsClassifier
-
-    from nnkd.neighbors import MarginCondensedNN
-
-    X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y,
-                                                        random_state=random_state)
-    start = time.perf_counter()
-    full = KNeighborsClassifier(n_neighbors=1).fit(X_train, y_train)
-    rows = [{"method": "1-NN (all rows)", "kept_fraction": 1.0, "n_prototypes": len(y_train),
-             "test_accuracy": full.score(X_test, y_test), "bound": None,
-             "fit_seconds": time.perf_counter() - start}]
-    for method, selection in DEMO_METHODS:
-        clf = MarginCondensedNN(method=method, selection=selection, random_state=random_state, n_jobs=n_jobs)
-        start = time.perf_counter()
-        clf.fit(X_train, y_train)
-        seconds = time.perf_counter() - start
-        label = f"{method} ({selection})" if method == "ksu" else method
-        rows.append({"method": label, "kept_fraction": clf.compression_ratio_,
-                     "n_prototypes": len(clf.support_), "test_accuracy": clf.score(X_test, y_test),
-                     "bound": clf.bound_, "fit_seconds": seconds})
-    return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    """Plain-text table of :func:`demo` rows."""
-    lines = [f"{'method':<18} {'kept':>7} {'protos':>7} {'test acc':>9} {'bound':>8} {'fit s':>7}"]
-    for r in rows:
-        bound = "-" if r["bound"] is None else ("inf" if r["bound"] == float("inf") else f"{r['bound']:.3f}")
-        lines.append(f"{r['method']:<18} {100 * r['kept_fraction']:>6.1f}% {r['n_prototypes']:>7d} "
-                     f"{100 * r['test_accuracy']:>8.2f}% {bound:>8} {r['fit_seconds']:>7.3f}")
-    return "\n".join(lines)
-
-
 def _demo_cli(args) -> None:
-    rows = demo(random_state=args.random_state, n_jobs=args.n_jobs)
-    print("nnkd demo: condensing scikit-learn's digits (1,257 train / 540 test rows)")
-    print(format_table(rows))
-    print("(first calls include Numba compilation, cached on disk for later runs; "
-          "bound = KSU compression bound on the true error, delta = 0.05)")
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(rows, indent=2, default=float))
-        print(f"wrote {out}")
+    from nnkd.distill._demo import format_table, run_demo
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} exists and is not a directory")
+    print("nnkd demo: a PyTorch teacher on scikit-learn's digits, distilled into nearest-prototype students "
+          "(about a minute on 2 cores)", flush=True)
+    report = run_demo(out, random_state=args.random_state, n_jobs=args.n_jobs)
+    print(report["dataset"])
+    print(format_table(report))
+    print("(fidelity = agreement with the teacher; size = float32 parameters; bound = KSU compression bound on "
+          "the error vs the teacher's labels, delta = 0.05)")
+    for path in report["files"]:
+        print(f"wrote {path}")
 
 
 def _show_config_cli(args) -> None:
@@ -183,10 +141,11 @@ def _add_bench_parser(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnkd", description="Nearest-neighbour sample compression and distillation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("demo", help="condense scikit-learn's digits with every method and print a table")
-    p.add_argument("--out", help="also write the table as JSON to this file")
+    p = sub.add_parser("demo", help="distil a PyTorch teacher on digits into compressed students; print and "
+                                    "write a report")
+    p.add_argument("--out", default="nnkd-demo", help="directory for demo.md, demo.json, plots and the student")
     p.add_argument("--random-state", type=int, default=0)
-    p.add_argument("--n-jobs", type=int, default=None, help="threads for the Numba kernels (-1: all cores)")
+    p.add_argument("--n-jobs", type=int, default=None, help="threads (-1: all cores)")
     p.set_defaults(func=_demo_cli)
     p = sub.add_parser("show-config", help="print versions and whether the C extension is loaded")
     p.add_argument("--json", action="store_true", help="print JSON")

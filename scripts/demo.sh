@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up .venv and run the main job: condense scikit-learn's digits with every method.
+# Set up .venv and run the main job: distil a PyTorch teacher on digits into compressed students.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
