@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+
 def _demo_cli(args) -> None:
     from nnkd.distill._demo import format_table, run_demo
 
