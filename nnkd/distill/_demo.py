@@ -21,39 +21,6 @@ STUDENTS = {
 }
 
 
-def _teacher(X, y, n_classes: int, epochs: int, seed: int):
-    """A small MLP (64 -> 128 -> 32 -> 10) trained with Adam; the 32-wide layer is the embedding."""
-    import torch
-
-    torch.manual_seed(seed)
-    mean, std = X.mean(0), X.std(0) + 1e-6
-
-    class MLP(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.register_buffer("mean", torch.tensor(mean))
-            self.register_buffer("std", torch.tensor(std))
-            self.body = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 128), torch.nn.ReLU(),
-                                            torch.nn.Linear(128, 32), torch.nn.ReLU())
-            self.head = torch.nn.Linear(32, n_classes)
-
-        def forward(self, x):
-            return self.head(self.body((x - self.mean) / self.std))
-
-    model = MLP()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(len(Xt), generator=gen).split(64):
-            loss = torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
-
-
 def _latency_us(predict, X, repeats: int = 5) -> float:
     predict(X[:10])
     best = min(_timed(predict, X) for _ in range(repeats))
@@ -66,7 +33,7 @@ def _timed(fn, X) -> float:
     return time.perf_counter() - start
 
 
-def run_demo(out_dir=None, *, random_state: int = 0, n_jobs=None, teacher_epochs: int = 60) -> dict:
+def run_demo(out_dir=None, *, random_state: int = 0, n_jobs=None, teacher_epochs: int = 40) -> dict:
     """Train the teacher, distil every student, and (with ``out_dir``) write ``demo.md``,
     ``demo.json``, ``accuracy_vs_size.png`` and ``prototypes.png``. Returns the report dict."""
     from sklearn.datasets import load_digits
@@ -75,14 +42,14 @@ def run_demo(out_dir=None, *, random_state: int = 0, n_jobs=None, teacher_epochs
 
     from nnkd.distill._distiller import NNDistiller
     from nnkd.neighbors import MarginCondensedNN
-    from nnkd.teachers import TorchTeacher
+    from nnkd.teachers import train_mlp_teacher
 
     X, y = load_digits(return_X_y=True)
     X = X.astype(np.float32)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y, random_state=random_state)
     start = time.perf_counter()
-    model = _teacher(X_tr, y_tr, 10, teacher_epochs, random_state)
-    teacher = TorchTeacher(model, embedding="body")
+    teacher = train_mlp_teacher(X_tr, y_tr, hidden=(128, 32), epochs=teacher_epochs, random_state=random_state)
+    model = teacher.model
     teacher_acc = float(np.mean(teacher.logits(X_te).argmax(1) == y_te))
     teacher_params = sum(p.numel() for p in model.parameters())
     rows = [{"model": "teacher MLP (64-128-32-10)", "accuracy": teacher_acc, "fidelity": 1.0,

@@ -11,10 +11,12 @@ import importlib
 from nnkd.teachers._base import Teacher, softmax
 from nnkd.teachers._callable import CallableTeacher
 
-__all__ = ["CallableTeacher", "Teacher", "TorchTeacher", "softmax"]
+__all__ = ["CallableTeacher", "Teacher", "TorchTeacher", "softmax", "train_mlp_teacher"]
 
 
 def __getattr__(name):
     if name == "TorchTeacher":
         return importlib.import_module("nnkd.teachers._torch").TorchTeacher
+    if name == "train_mlp_teacher":
+        return importlib.import_module("nnkd.teachers._mlp").train_mlp_teacher
     raise AttributeError(f"module 'nnkd.teachers' has no attribute {name!r}")
