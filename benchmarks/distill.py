@@ -39,8 +39,8 @@ BENCH_DATASETS = ("letter", "usps", "pendigits", "satimage", "optdigits")
 BUDGETS_KB = (16, 64)
 #: ProtoNN (Gupta et al., ICML 2017), Table 2: (test accuracy %, model size kB)
 PROTONN = {"letter": (97.10, 63.4), "usps": (94.92, 63.8)}
-TEACHER_HIDDEN = (512, 512)
-TEACHER_EPOCHS = 100
+TEACHER_HIDDEN = (512, 512, 512)
+TEACHER_EPOCHS = 150
 
 
 def student_params(space: str, budget: int, epochs: int) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR)
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
-    parser.add_argument("--epochs", type=int, default=200, help="training epochs of the projection students")
+    parser.add_argument("--epochs", type=int, default=300, help="training epochs of the projection students")
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
