@@ -184,3 +184,57 @@ def test_student_validates_its_arrays():
         Student(classes=np.arange(2), prototypes=np.zeros((3, 2)), label_vectors=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="gamma"):
         Student(classes=np.arange(2), prototypes=np.zeros((3, 2)), label_vectors=np.zeros((3, 2)), kind="rbf")
+
+
+# -- SLaM ----------------------------------------------------------------------------------------
+def test_slam_mix_by_hand():
+    from nnkd.distill import slam_mix
+
+    f = torch.tensor([[0.7, 0.2, 0.1]])
+    t = torch.tensor([[0.6, 0.3, 0.1]])
+    mixed = slam_mix(f, t, torch.tensor([0.8]), torch.tensor([2]))
+    assert_allclose(mixed.numpy(), [[0.8 * 0.7 + 0.2 * 0.3, 0.8 * 0.2 + 0.2 * 0.8, 0.8 * 0.1]], rtol=1e-6)
+    mixed = slam_mix(f, t, torch.tensor([0.8]), torch.tensor([3]), normalize=True)
+    assert_allclose(mixed.numpy(), [[0.56 + 0.2 * 0.3 / 2, 0.16 + 0.2 * 0.8 / 2, 0.08 + 0.2 * 0.9 / 2]], rtol=1e-6)
+
+
+def test_slam_estimates_follow_the_teachers_margin():
+    from nnkd.distill import slam_estimates
+
+    rng = np.random.default_rng(0)
+    n, L = 2000, 4
+    y = rng.integers(0, L, n)
+    confident = rng.random(n) < 0.5
+    T = np.full((n, L), 0.1)
+    right = np.where(confident, y, np.where(rng.random(n) < 0.5, y, (y + 1) % L))   # 100% vs 50% correct
+    T[np.arange(n), right] = np.where(confident, 0.7, 0.4)
+    second = np.where(right == y, (y + 2) % L, y)          # a wrong top-1 has the truth second
+    T[np.arange(n), second] = np.where(confident, 0.1, 0.4 - 1e-3)
+    T /= T.sum(1, keepdims=True)
+    alpha, k = slam_estimates(T, y, T)
+    assert alpha[confident].mean() == pytest.approx(1.0, abs=0.02)
+    assert alpha[~confident].mean() == pytest.approx(0.5, abs=0.06)
+    # the true label is top-1 on 75% of rows and within the top 2 on 100%
+    assert set(k.tolist()) == {2}
+    assert set(slam_estimates(T, y, T, coverage=0.7)[1].tolist()) == {1}
+
+
+def test_distiller_with_slam_on_a_noisy_teacher(problem):
+    X, y, Q, yq, _ = problem
+    centers = np.array([[0] * 6, [6] * 6, [0, 6, 0, 6, 0, 6]], dtype=np.float32)
+
+    def noisy_logits(Z):                     # right everywhere but on one side of class 0, unsure there
+        logits = -np.linalg.norm(Z[:, None, :] - centers[None], axis=2)
+        flip = Z[:, 0] < -1.0
+        logits[flip, 1] = logits[flip, 0] + 0.1
+        return logits
+    teacher = CallableTeacher(logits=noisy_logits)
+    y_semi = np.full(len(y), -1)
+    y_semi[:150] = y[:150]                   # a small labelled validation subset
+    dist = NNDistiller(teacher, space="projection", loss="slam", temperature=1.0, size_budget_kb=2,
+                       max_epochs=30).fit(X, y_semi)
+    assert dist.score(Q, yq) >= 0.9 and list(dist.classes_) == [0, 1, 2]
+    with pytest.raises(ValueError, match="loss='slam' needs"):
+        NNDistiller(teacher, space="input", loss="slam").fit(X, y_semi)
+    with pytest.raises(ValueError, match="loss='slam' needs"):
+        NNDistiller(teacher, space="projection", loss="slam").fit(X)

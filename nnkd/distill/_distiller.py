@@ -76,6 +76,14 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         Standard deviation of ``augment="noise"`` (standardised units).
     alpha : float, default=0.0
         Weight of the cross-entropy on ``y`` (when given) against the KD loss.
+    loss : {"kd", "slam"}, default="kd"
+        ``"projection"`` only. ``"slam"``: Student-Label Mixing (Kontonis et al. 2023) for
+        noisy teachers on unlabelled pools; ``y`` then labels a (small) validation subset,
+        with ``-1`` marking unlabelled rows, from which the teacher's per-example accuracy
+        ``alpha(x)`` (isotonic in its margin) and top-k width are estimated. Use it with
+        ``temperature=1``.
+    slam_coverage : float, default=0.95
+        Share of validation rows whose true label must lie in the teacher's top-k.
     max_epochs : int, default=60
     lr : float, default=0.01
     batch_size : int, default=256
@@ -121,6 +129,8 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         "augment": [StrOptions({"noise", "mixup"}), callable, None],
         "noise_scale": [Interval(Real, 0, None, closed="left")],
         "alpha": [Interval(Real, 0, 1, closed="both")],
+        "loss": [StrOptions({"kd", "slam"})],
+        "slam_coverage": [Interval(Real, 0, 1, closed="right")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -132,7 +142,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
 
     def __init__(self, teacher=None, *, space="input", condenser=None, n_neighbors=1, kernel="uniform",
                  metric="euclidean", temperature=4.0, size_budget_kb=None, projection_dim=None, augment=None,
-                 noise_scale=0.3, alpha=0.0, max_epochs=60, lr=0.01, batch_size=256, delta=0.05, random_state=0,
+                 noise_scale=0.3, alpha=0.0, loss="kd", slam_coverage=0.95, max_epochs=60, lr=0.01, batch_size=256, delta=0.05, random_state=0,
                  n_jobs=None, verbose=False):
         self.teacher = teacher
         self.space = space
@@ -146,6 +156,8 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         self.augment = augment
         self.noise_scale = noise_scale
         self.alpha = alpha
+        self.loss = loss
+        self.slam_coverage = slam_coverage
         self.max_epochs = max_epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -194,12 +206,19 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             y = column_or_1d(y)
             if y.shape[0] != X.shape[0]:
                 raise ValueError(f"y has {y.shape[0]} labels for {X.shape[0]} rows.")
-            self.classes_, y_codes = np.unique(y, return_inverse=True)
+            # -1 marks unlabelled rows (scikit-learn's semi-supervised convention).
+            labelled = ~((y == -1) if y.dtype.kind in "iuf" else np.zeros(len(y), dtype=bool))
+            self.classes_, codes = np.unique(y[labelled], return_inverse=True)
+            y_codes = np.full(len(y), -1, dtype=np.int64)
+            y_codes[labelled] = codes
             if len(self.classes_) != n_classes:
                 raise ValueError(f"the teacher has {n_classes} outputs but y has {len(self.classes_)} classes; "
                                  "they must match (class i = teacher output i).")
         else:
             self.classes_ = np.arange(n_classes)
+        if self.loss == "slam" and (self.space != "projection" or y_codes is None or (y_codes >= 0).sum() < 2):
+            raise ValueError("loss='slam' needs space='projection' and y labelling at least 2 validation rows "
+                             "(-1 for unlabelled rows).")
         hard = T.argmax(axis=1)
         if self.space == "projection":
             student = self._fit_projection(X, T, hard, y_codes)
@@ -273,6 +292,13 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         nearest = cond.index_.query(Xp, 2)[0]
         scale_d = float(np.median(nearest[nearest > 0])) if (nearest > 0).any() else 1.0
         module = ProtoNNModule(W0, Xp[support], np.log(P + 1e-2).astype(np.float32) + 5.0, 1.0 / scale_d)
+        slam = None
+        if self.loss == "slam":
+            from nnkd.distill._slam import slam_estimates
+
+            T1 = np.asarray(self.teacher.soft_labels(X, 1.0))
+            val = y_codes >= 0
+            slam = slam_estimates(T1[val], y_codes[val], T1, self.slam_coverage)
         relabel = augment = None
         if self.augment is not None:
             augment = self._augmenter()
@@ -286,7 +312,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             self.loss_curve_ = train_prototypes(
                 module, Xs, T, temperature=self.temperature, relabel=relabel, augment=augment, y_codes=y_codes,
                 alpha=self.alpha, epochs=self.max_epochs, lr=self.lr, batch_size=self.batch_size,
-                seed=self.random_state or 0, progress=self.verbose)
+                seed=self.random_state or 0, slam=slam, progress=self.verbose)
         finally:
             torch.set_num_threads(previous)
         W, B, Z, gamma = module.export()

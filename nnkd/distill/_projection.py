@@ -9,7 +9,7 @@ import math
 import numpy as np
 import torch
 
-from nnkd.distill.losses import soft_target_loss
+from nnkd.distill.losses import slam_loss, soft_target_loss
 
 
 class ProtoNNModule(torch.nn.Module):
@@ -38,13 +38,15 @@ class ProtoNNModule(torch.nn.Module):
 def train_prototypes(module: ProtoNNModule, X: np.ndarray, T: np.ndarray, *, temperature: float,
                      relabel=None, augment=None, y_codes: np.ndarray | None = None, alpha: float = 0.0,
                      epochs: int = 100, lr: float = 0.01, batch_size: int = 512, seed: int = 0,
-                     progress: bool = False) -> list[float]:
+                     slam: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = False) -> list[float]:
     """Minimise the KD loss (plus ``alpha`` x cross-entropy on ``y_codes``) with Adam and a
     cosine learning-rate schedule.
 
     ``augment(xb, rng) -> x_aug`` makes perturbed copies of a batch (standardised space) which
     ``relabel(x_aug) -> teacher probabilities at temperature`` labels on the fly (function
-    matching). Returns the mean loss of each epoch.
+    matching). ``slam=(alpha, k)`` replaces the KD loss on the transfer rows by SLaM's
+    (``y_codes`` of -1 mark unlabelled rows for the cross-entropy). Returns the mean loss of
+    each epoch.
     """
     from tqdm.auto import tqdm
 
@@ -52,6 +54,8 @@ def train_prototypes(module: ProtoNNModule, X: np.ndarray, T: np.ndarray, *, tem
     rng = np.random.default_rng(seed)
     Xt, Tt = torch.from_numpy(X), torch.from_numpy(T.astype(np.float32))
     yt = None if y_codes is None else torch.from_numpy(y_codes.astype(np.int64))
+    if slam is not None:
+        alpha_t, k_t = torch.from_numpy(slam[0].astype(np.float32)), torch.from_numpy(slam[1].astype(np.int64))
     n = X.shape[0]
     steps = max(1, math.ceil(n / batch_size))
     opt = torch.optim.Adam(module.parameters(), lr=lr)
@@ -63,9 +67,13 @@ def train_prototypes(module: ProtoNNModule, X: np.ndarray, T: np.ndarray, *, tem
         for s in range(steps):
             idx = perm[s * batch_size:(s + 1) * batch_size]
             xb, tb = Xt[idx], Tt[idx]
-            loss = soft_target_loss(module(xb), tb, temperature)
-            if alpha > 0 and yt is not None:
-                loss = (1 - alpha) * loss + alpha * torch.nn.functional.cross_entropy(module(xb), yt[idx])
+            if slam is None:
+                loss = soft_target_loss(module(xb), tb, temperature)
+            else:
+                loss = slam_loss(module(xb), tb, alpha_t[idx], k_t[idx])
+            if alpha > 0 and yt is not None and bool((yt[idx] >= 0).any()):
+                ce = torch.nn.functional.cross_entropy(module(xb), yt[idx], ignore_index=-1)
+                loss = (1 - alpha) * loss + alpha * ce
             if augment is not None:
                 xa = np.ascontiguousarray(augment(xb.numpy(), rng), dtype=np.float32)
                 ta = torch.from_numpy(relabel(xa).astype(np.float32))
