@@ -27,7 +27,6 @@ def slam_mix(student_prob: torch.Tensor, teacher_prob: torch.Tensor, alpha: torc
     ``1 / (k - 1)`` normalisation and report better results without it (their Remark B.1), so
     ``normalize=False`` is the default.
     """
-    n, L = teacher_prob.shape
     ranks = torch.argsort(torch.argsort(teacher_prob, dim=1, descending=True), dim=1)
     top = (ranks < k.view(-1, 1)).to(student_prob.dtype)
     other = (1 - student_prob) * top
