@@ -55,8 +55,10 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         Where prototypes live: raw rows, teacher embeddings (the teacher is then needed at
         prediction time), or a learned projection of standardised rows.
     condenser : MarginCondensedNN, default=None
-        Condensing for ``"input"``/``"teacher"`` (cloned). Default: KSU with
-        ``selection="validation"``.
+        Condensing for ``"input"``/``"teacher"`` (cloned; its ``max_prototypes`` is capped by
+        the budget). Default: Hart's consistent condensing, which on digits keeps 32 teacher-space
+        prototypes at 97.8 % with a bound of 0.26 where a budget-capped KSU net reaches 96.5 %
+        (bound 0.88). ``space="projection"`` starts from a KSU net of the budget's size.
     n_neighbors : int, default=1
         Prototypes voting per query (``"input"``/``"teacher"``).
     kernel : str, default="uniform"
@@ -233,8 +235,12 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         return self
 
     def _condenser(self, cap: int | None, target: int | None = None) -> MarginCondensedNN:
-        cond = clone(self.condenser) if self.condenser is not None else MarginCondensedNN(
-            method="ksu", selection="validation", random_state=self.random_state)
+        if target is not None:                    # the projection's start: a net of exactly `target` rows
+            cond = MarginCondensedNN(method="ksu", random_state=self.random_state)
+        elif self.condenser is not None:
+            cond = clone(self.condenser)
+        else:
+            cond = MarginCondensedNN(method="hart", random_state=self.random_state)
         params = {"metric": self.metric, "n_jobs": self.n_jobs}
         if target is not None:
             params["target_size"] = target
