@@ -238,3 +238,16 @@ def test_distiller_with_slam_on_a_noisy_teacher(problem):
         NNDistiller(teacher, space="input", loss="slam").fit(X, y_semi)
     with pytest.raises(ValueError, match="loss='slam' needs"):
         NNDistiller(teacher, space="projection", loss="slam").fit(X)
+
+
+def test_train_mlp_teacher(problem):
+    from nnkd.teachers import train_mlp_teacher
+
+    X, y, Q, yq, _ = problem
+    teacher = train_mlp_teacher(X, y, hidden=(16, 8), epochs=5, dropout=0.2, input_noise=0.1)
+    assert np.mean(teacher.logits(Q).argmax(1) == yq) > 0.95
+    assert teacher.embed(Q).shape == (len(Q), 8)                    # the last hidden layer
+    with pytest.raises(ValueError, match="class code"):
+        train_mlp_teacher(X, y.astype(float))
+    with pytest.raises(ValueError, match="dropout"):
+        train_mlp_teacher(X, y, dropout=1.0)

@@ -10,13 +10,14 @@ from nnkd.teachers._torch import TorchTeacher
 
 
 class _MLP(torch.nn.Module):
-    def __init__(self, mean: np.ndarray, std: np.ndarray, hidden: tuple[int, ...], n_classes: int):
+    def __init__(self, mean: np.ndarray, std: np.ndarray, hidden: tuple[int, ...], n_classes: int,
+                 dropout: float = 0.0):
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
         layers, width = [], mean.shape[0]
         for h in hidden:
-            layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
+            layers += [torch.nn.Linear(width, h), torch.nn.ReLU()] + ([torch.nn.Dropout(dropout)] if dropout else [])
             width = h
         self.body = torch.nn.Sequential(*layers)
         self.head = torch.nn.Linear(width, n_classes)
@@ -26,8 +27,8 @@ class _MLP(torch.nn.Module):
 
 
 def train_mlp_teacher(X, y, *, hidden: tuple[int, ...] = (128, 32), epochs: int = 60, lr: float = 2e-3,
-                      weight_decay: float = 1e-4, batch_size: int = 64, random_state: int = 0,
-                      progress: bool = False) -> TorchTeacher:
+                      weight_decay: float = 1e-4, batch_size: int = 64, dropout: float = 0.0,
+                      input_noise: float = 0.0, random_state: int = 0, progress: bool = False) -> TorchTeacher:
     """Train an MLP (inputs standardised inside the model) with Adam and a cosine schedule.
 
     Parameters
@@ -37,6 +38,10 @@ def train_mlp_teacher(X, y, *, hidden: tuple[int, ...] = (128, 32), epochs: int 
         Integer class codes ``0 .. n_classes - 1``.
     hidden : tuple of int, default=(128, 32)
         Hidden widths; the last hidden layer (``"body"``'s output) is the teacher's embedding.
+    dropout : float, default=0.0
+        Dropout after each hidden layer (training only).
+    input_noise : float, default=0.0
+        Gaussian noise added to training batches, in units of each feature's standard deviation.
 
     Returns
     -------
@@ -49,9 +54,13 @@ def train_mlp_teacher(X, y, *, hidden: tuple[int, ...] = (128, 32), epochs: int 
     y = np.asarray(y)
     if y.shape != (X.shape[0],) or y.dtype.kind not in "iu" or y.min() < 0:
         raise ValueError("y must hold one non-negative integer class code per row of X.")
+    if not (0.0 <= dropout < 1.0 and input_noise >= 0.0):
+        raise ValueError(f"dropout={dropout} must be in [0, 1) and input_noise={input_noise} >= 0.")
     torch.manual_seed(random_state)
     std = X.std(axis=0)
-    model = _MLP(X.mean(axis=0), np.where(std > 0, std, 1.0), tuple(hidden), int(y.max()) + 1)
+    std = np.where(std > 0, std, 1.0)
+    model = _MLP(X.mean(axis=0), std, tuple(hidden), int(y.max()) + 1, dropout)
+    noise_scale = torch.from_numpy((input_noise * std).astype(np.float32))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
     steps = -(-len(Xt) // batch_size)
@@ -60,7 +69,8 @@ def train_mlp_teacher(X, y, *, hidden: tuple[int, ...] = (128, 32), epochs: int 
     for _ in tqdm(range(epochs), desc="teacher", unit="epoch", disable=not progress):
         model.train()
         for idx in torch.randperm(len(Xt), generator=gen).split(batch_size):
-            loss = torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
+            xb = Xt[idx] + noise_scale * torch.randn(len(idx), Xt.shape[1], generator=gen) if input_noise else Xt[idx]
+            loss = torch.nn.functional.cross_entropy(model(xb), yt[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
