@@ -16,16 +16,15 @@ file) and ``arrays.npz``; :func:`load_student` validates all of it and never unp
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from nnkd._core.artifacts import package_version, read_metadata, write_metadata
 from nnkd._core.kernels import KERNELS, kernel_weights
 from nnkd._core.metrics import check_points
 from nnkd.index import make_index
-from nnkd.index._base import package_version, sha256_file
 
 FORMAT = "nnkd.student"
 FORMAT_VERSION = 1
@@ -33,7 +32,6 @@ _ARRAYS = "arrays.npz"
 _META = "student.json"
 _ARRAY_FIELDS = ("prototypes", "label_vectors", "projection", "input_mean", "input_scale", "support",
                  "cell_indptr", "cell_indices")
-_MAX_META_BYTES = 1 << 22
 
 
 @dataclass
@@ -204,9 +202,8 @@ class Student:
                 "index": self.index, "bound": self.bound, "classes": classes,
                 "shapes": {k: list(v.shape) for k, v in arrays.items()}, "meta": self.meta,
                 "size_bytes": self.size_bytes,
-                "versions": {"nnkd": package_version("nnkd"), "numpy": np.__version__},
-                "files": {_ARRAYS: sha256_file(directory / _ARRAYS)}}
-        (directory / _META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+                "versions": {"nnkd": package_version("nnkd"), "numpy": np.__version__}}
+        write_metadata(directory, _META, meta, [_ARRAYS])
         return directory
 
 
@@ -218,24 +215,10 @@ def load_student(path) -> Student:
     FileNotFoundError, ValueError
     """
     directory = Path(path)
+    meta = read_metadata(directory, _META, FORMAT, FORMAT_VERSION, "student")
     meta_path = directory / _META
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found; is {directory} a saved nnkd student?")
-    if meta_path.stat().st_size > _MAX_META_BYTES:
-        raise ValueError(f"{meta_path} is too large to be an nnkd student.")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{meta_path} is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path} is not an nnkd student.")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{meta_path} has format_version {meta.get('format_version')!r}; this nnkd reads "
-                         f"{FORMAT_VERSION}.")
-    if meta.get("files", {}).get(_ARRAYS) is None or not (directory / _ARRAYS).is_file():
-        raise FileNotFoundError(f"{directory / _ARRAYS} is missing.")
-    if sha256_file(directory / _ARRAYS) != meta["files"][_ARRAYS]:
-        raise ValueError(f"checksum mismatch for {directory / _ARRAYS}: modified or corrupted after saving.")
+    if _ARRAYS not in meta["files"]:
+        raise ValueError(f"{meta_path} does not list {_ARRAYS}.")
     with np.load(directory / _ARRAYS, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     unknown = set(arrays) - set(_ARRAY_FIELDS)

@@ -147,7 +147,7 @@ def test_load_rejects_bad_metadata_and_pickled_arrays(mixture, tmp_path):
         load_index(path)
     # An object array (which only unpickling could read) with a matching checksum: never loaded.
     np.savez(path / "arrays.npz", X=np.array([{"a": 1}], dtype=object))
-    from nnkd.index._base import sha256_file
+    from nnkd._core.artifacts import sha256_file
     (path / "index.json").write_text(json.dumps(dict(meta, files={"arrays.npz": sha256_file(path / "arrays.npz")})))
     with pytest.raises(ValueError, match="allow_pickle"):
         load_index(path)

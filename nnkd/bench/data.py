@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnkd._core.artifacts import import_optional
 from nnkd._core.metrics import check_points
 from nnkd.index import make_index
 
@@ -25,12 +26,7 @@ GROUND_TRUTH_K = 100
 
 
 def _import_h5py():
-    try:
-        import h5py
-    except ImportError as exc:                  # pragma: no cover - depends on the install
-        raise ImportError("reading/writing ann-benchmarks HDF5 files needs h5py: pip install h5py "
-                          "(or pip install 'nnkd[bench]').") from exc
-    return h5py
+    return import_optional("h5py", "h5py", "Reading or writing ann-benchmarks HDF5 files")
 
 
 @dataclass

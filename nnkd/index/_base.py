@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
-from importlib.metadata import PackageNotFoundError, version
 from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from nnkd._core.artifacts import package_version, write_metadata
 from nnkd._core.metrics import check_points, normalize_rows
 
 #: Metric names every backend understands (where it can: see each backend's docs).
@@ -20,23 +18,6 @@ INDEX_METRICS = ("euclidean", "sqeuclidean", "manhattan", "chebyshev", "cosine",
 FORMAT = "nnkd.index"
 FORMAT_VERSION = 1
 METADATA_FILE = "index.json"
-
-
-def package_version(name: str) -> str | None:
-    """Installed version of distribution ``name``, or ``None``."""
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Index:
@@ -216,10 +197,7 @@ class Index:
         self._check_fitted()
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        files = self._save_native(directory)
-        meta = self._metadata()
-        meta["files"] = {name: sha256_file(directory / name) for name in files}
-        (directory / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        write_metadata(directory, METADATA_FILE, self._metadata(), self._save_native(directory))
         return directory
 
     # Native indexes (faiss, nmslib) hold C++ objects: pickle them through their own

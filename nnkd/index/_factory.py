@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from nnkd.index._base import FORMAT, FORMAT_VERSION, METADATA_FILE, Index, sha256_file
+from nnkd._core.artifacts import read_metadata
+from nnkd.index._base import FORMAT, FORMAT_VERSION, METADATA_FILE, Index
 from nnkd.index._exact import ExactIndex
 from nnkd.index._faiss import FaissIndex
 from nnkd.index._nmslib import NmslibIndex
 
 BACKENDS: dict[str, type[Index]] = {"exact": ExactIndex, "faiss": FaissIndex, "nmslib": NmslibIndex}
-# An index.json larger than this is not one nnkd wrote.
-_MAX_METADATA_BYTES = 1 << 20
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -93,31 +91,8 @@ def load_index(path, *, n_jobs=None) -> Index:
         metadata.
     """
     directory = Path(path)
+    meta = read_metadata(directory, METADATA_FILE, FORMAT, FORMAT_VERSION, "index")
     meta_path = directory / METADATA_FILE
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found; is {directory} a directory written by Index.save?")
-    if meta_path.stat().st_size > _MAX_METADATA_BYTES:
-        raise ValueError(f"{meta_path} is larger than {_MAX_METADATA_BYTES} bytes; not an nnkd index.")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{meta_path} is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path} is not an nnkd index (format field {meta.get('format') if isinstance(meta, dict) else None!r}).")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{meta_path} has format_version {meta.get('format_version')!r}; this nnkd reads "
-                         f"version {FORMAT_VERSION}. Re-save the index with a matching nnkd.")
-    files = meta.get("files")
-    if not isinstance(files, dict) or not files:
-        raise ValueError(f"{meta_path} lists no files.")
-    for name, digest in files.items():
-        if Path(name).name != name:
-            raise ValueError(f"{meta_path} names file {name!r} outside the index directory.")
-        file = directory / name
-        if not file.is_file():
-            raise FileNotFoundError(f"{file} is missing (listed in {meta_path}).")
-        if sha256_file(file) != digest:
-            raise ValueError(f"checksum mismatch for {file}: the file was modified or corrupted after saving.")
     backend = meta.get("backend")
     if backend not in BACKENDS:
         raise ValueError(f"{meta_path} names unknown backend {backend!r}.")

@@ -15,8 +15,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from nnkd._core.artifacts import import_optional, package_version
 from nnkd._core.threads import n_threads
-from nnkd.index._base import Index, package_version
+from nnkd.index._base import Index
 
 _NATIVE = "index.faiss"
 # Codecs whose stored vectors are approximations, so their distances are estimates.
@@ -25,12 +26,7 @@ _REFINED = re.compile(r"RFlat|Refine")
 
 
 def _import_faiss():
-    try:
-        import faiss
-    except ImportError as exc:                  # pragma: no cover - depends on the install
-        raise ImportError("The faiss backend needs the faiss-cpu package: pip install faiss-cpu "
-                          "(or pip install 'nnkd[ann]').") from exc
-    return faiss
+    return import_optional("faiss", "faiss-cpu", "The faiss backend")
 
 
 @contextmanager

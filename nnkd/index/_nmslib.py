@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nnkd._core.artifacts import import_optional, package_version
 from nnkd._core.cext import pairs_to_arrays
 from nnkd._core.threads import n_threads
-from nnkd.index._base import Index, package_version
+from nnkd.index._base import Index
 
 _NATIVE = "index.nmslib"
 _SPACES = {"euclidean": "l2", "sqeuclidean": "l2", "cosine": "l2", "manhattan": "l1",
@@ -37,12 +38,7 @@ _PARAMS = {
 
 
 def _import_nmslib():
-    try:
-        import nmslib
-    except ImportError as exc:                  # pragma: no cover - depends on the install
-        raise ImportError("The nmslib backend needs the nmslib package: pip install nmslib "
-                          "(or pip install 'nnkd[ann]').") from exc
-    return nmslib
+    return import_optional("nmslib", "nmslib", "The nmslib backend")
 
 
 def _given(params: dict) -> dict:
