@@ -21,13 +21,12 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def import_optional(module: str, pip_name: str, purpose: str):
+def import_optional(module: str, pip_name: str, purpose: str, hint: str = "or pip install 'nnkd[ann,bench]'"):
     """Import ``module`` or raise an ``ImportError`` saying which pip package provides it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"{purpose} needs the {pip_name} package: pip install {pip_name} "
-                          "(or pip install 'nnkd[ann,bench]').") from exc
+        raise ImportError(f"{purpose} needs the {pip_name} package: pip install {pip_name} ({hint}).") from exc
 
 
 def sha256_file(path: Path) -> str:
