@@ -43,22 +43,25 @@ TEACHER_HIDDEN = (512, 512, 512)
 TEACHER_EPOCHS = 150
 
 
-def student_params(space: str, budget: int, epochs: int) -> dict[str, Any]:
+def student_params(space: str, budget: int, epochs: int, noise_scale: float | str = 0.3) -> dict[str, Any]:
     if space == "projection":
         return {"space": space, "size_budget_kb": budget, "temperature": 1.0, "augment": "noise",
-                "max_epochs": epochs}
+                "noise_scale": noise_scale, "max_epochs": epochs}
     return {"space": space, "size_budget_kb": budget}
 
 
-def bench_dataset(data: Dataset, threads: int, epochs: int) -> list[dict[str, Any]]:
+def bench_dataset(data: Dataset, threads: int, epochs: int, noise_scale: float | str = 0.3,
+                  teacher_kw: dict | None = None) -> list[dict[str, Any]]:
     info = data.info()
     X, y, Q, yq = data.X_train, data.y_train, data.X_test, data.y_test
     rows = []
     start = time.perf_counter()
-    teacher = train_mlp_teacher(X, y, hidden=TEACHER_HIDDEN, epochs=TEACHER_EPOCHS, batch_size=128, lr=2e-3)
+    teacher_kw = {"hidden": TEACHER_HIDDEN, "epochs": TEACHER_EPOCHS, **(teacher_kw or {})}
+    teacher = train_mlp_teacher(X, y, batch_size=128, lr=2e-3, **teacher_kw)
     teacher_pred = teacher.logits(Q).argmax(1)
     n_params = sum(p.numel() for p in teacher.model.parameters())
-    rows.append({**info, "model": f"teacher MLP {TEACHER_HIDDEN}", "accuracy": float(np.mean(teacher_pred == yq)),
+    rows.append({**info, "model": f"teacher MLP {tuple(teacher_kw['hidden'])}", "teacher_kw": teacher_kw,
+                 "accuracy": float(np.mean(teacher_pred == yq)),
                  "fidelity": 1.0, "size_kb": 4 * n_params / 1000, "fit_s": time.perf_counter() - start})
     log(f"  teacher {100 * rows[-1]['accuracy']:.2f}%")
 
@@ -74,7 +77,7 @@ def bench_dataset(data: Dataset, threads: int, epochs: int) -> list[dict[str, An
         rows[-1]["prototypes"] = len(clf.support_)
     for space in ("input", "teacher", "projection"):
         for budget in BUDGETS_KB:
-            params = student_params(space, budget, epochs)
+            params = student_params(space, budget, epochs, noise_scale)
             start = time.perf_counter()
             try:
                 dist = NNDistiller(teacher, random_state=0, n_jobs=threads, **params).fit(X, y)
@@ -84,7 +87,8 @@ def bench_dataset(data: Dataset, threads: int, epochs: int) -> list[dict[str, An
             rows.append({**info, "model": f"student {space} {budget} kB", "space": space, "budget_kb": budget,
                          "params": params, "accuracy": float(dist.score(Q, yq)), "fidelity": dist.fidelity(Q),
                          "prototypes": len(dist.prototypes_), "size_kb": dist.size_bytes_ / 1000,
-                         "bound": dist.bound_, "fit_s": time.perf_counter() - start})
+                         "bound": dist.bound_, "fit_s": time.perf_counter() - start,
+                         "noise_scale": getattr(dist, "noise_scale_", None)})
             log(f"  {rows[-1]['model']}: {100 * rows[-1]['accuracy']:.2f}% at {rows[-1]['size_kb']:.1f} kB")
     if data.spec.name in PROTONN:
         acc, kb = PROTONN[data.spec.name]
@@ -128,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR)
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     parser.add_argument("--epochs", type=int, default=300, help="training epochs of the projection students")
+    parser.add_argument("--noise-scale", default="0.3",
+                        help="noise of the projection students' augmentation, or 'auto' (chosen on held-out rows)")
+    parser.add_argument("--teacher-hidden", default=None, help="hidden widths, e.g. 1024,1024")
+    parser.add_argument("--teacher-dropout", type=float, default=0.0)
+    parser.add_argument("--teacher-noise", type=float, default=0.0, help="input noise while training the teacher")
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
@@ -139,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in [n for n in args.datasets.split(",") if n]:
         data = load_dataset(DATASETS[name], Path(args.data_dir))
         log(f"{name}: {data.X_train.shape}")
-        rows += bench_dataset(data, args.threads, args.epochs)
+        teacher_kw = {"dropout": args.teacher_dropout, "input_noise": args.teacher_noise}
+        if args.teacher_hidden:
+            teacher_kw["hidden"] = tuple(int(h) for h in args.teacher_hidden.split(","))
+        noise = args.noise_scale if args.noise_scale == "auto" else float(args.noise_scale)
+        rows += bench_dataset(data, args.threads, args.epochs, noise, teacher_kw)
         (out_dir / "distill.json").write_text(json.dumps(json_safe({"meta": meta, "rows": rows}), indent=2) + "\n")
         (out_dir / "distill.md").write_text(render(rows, meta))
     log(f"wrote {out_dir / 'distill.md'}")

@@ -251,3 +251,14 @@ def test_train_mlp_teacher(problem):
         train_mlp_teacher(X, y.astype(float))
     with pytest.raises(ValueError, match="dropout"):
         train_mlp_teacher(X, y, dropout=1.0)
+
+
+def test_auto_noise_scale_is_chosen_on_held_out_rows(problem):
+    from nnkd.distill._distiller import NOISE_GRID
+
+    X, y, Q, yq, teacher = problem
+    d = NNDistiller(teacher, space="projection", size_budget_kb=2, max_epochs=6, augment="noise",
+                    noise_scale="auto").fit(X, y)
+    assert d.noise_scale_ in NOISE_GRID and set(d.noise_scores_) == set(NOISE_GRID)
+    assert d.noise_scale_ == max(d.noise_scores_, key=lambda s: (d.noise_scores_[s], -s))
+    assert d.student_.meta["noise_scale"] == d.noise_scale_ and d.score(Q, yq) > 0.9

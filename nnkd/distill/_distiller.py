@@ -16,6 +16,9 @@ from nnkd.student import Student
 
 #: Prototypes used by ``space="projection"`` when no size budget is given.
 DEFAULT_PROJECTION_PROTOTYPES = 256
+#: Candidates of ``noise_scale="auto"``.
+NOISE_GRID = (0.1, 0.3, 0.6, 1.0)
+_AUTO_HOLDOUT = 0.15
 
 
 def _cells(owner: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +77,12 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         ``"projection"`` only: perturbed copies of each batch labelled by the teacher on the
         fly (function matching, Beyer et al. 2022). A callable gets ``(batch, rng)`` in the
         standardised space and returns the perturbed batch.
-    noise_scale : float, default=0.3
-        Standard deviation of ``augment="noise"`` (standardised units).
+    noise_scale : float or "auto", default=0.3
+        Standard deviation of ``augment="noise"`` (standardised units). ``"auto"`` picks it
+        from :data:`NOISE_GRID` by fidelity to the teacher on a held-out 15 % of the transfer
+        rows (each candidate trained for a third of ``max_epochs``), then trains on all rows;
+        the choice is in ``noise_scale_``. The best scale depends on the data (letter prefers
+        0.3, usps 1.0).
     alpha : float, default=0.0
         Weight of the cross-entropy on ``y`` (when given) against the KD loss.
     loss : {"kd", "slam"}, default="kd"
@@ -129,7 +136,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         "size_budget_kb": [Interval(Real, 0, None, closed="neither"), None],
         "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
         "augment": [StrOptions({"noise", "mixup"}), callable, None],
-        "noise_scale": [Interval(Real, 0, None, closed="left")],
+        "noise_scale": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "alpha": [Interval(Real, 0, 1, closed="both")],
         "loss": [StrOptions({"kd", "slam"})],
         "slam_coverage": [Interval(Real, 0, 1, closed="right")],
@@ -305,20 +312,26 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             T1 = np.asarray(self.teacher.soft_labels(X, 1.0))
             val = y_codes >= 0
             slam = slam_estimates(T1[val], y_codes[val], T1, self.slam_coverage)
-        relabel = augment = None
-        if self.augment is not None:
-            augment = self._augmenter()
+        def relabel(xa):
+            return self.teacher.soft_labels(xa * scale + mean, self.temperature)
 
-            def relabel(xa):
-                return self.teacher.soft_labels(xa * scale + mean, self.temperature)
+        def train(mod, rows, epochs, noise):
+            augment = None if self.augment is None else self._augmenter(noise)
+            return train_prototypes(
+                mod, Xs[rows], T[rows], temperature=self.temperature, relabel=relabel if augment else None,
+                augment=augment, y_codes=None if y_codes is None else y_codes[rows], alpha=self.alpha,
+                epochs=epochs, lr=self.lr, batch_size=self.batch_size, seed=self.random_state or 0,
+                slam=None if slam is None else (slam[0][rows], slam[1][rows]), progress=self.verbose)
+
         previous = torch.get_num_threads()
         try:
             if self.n_jobs is not None:
                 torch.set_num_threads(max(1, self.n_jobs if self.n_jobs > 0 else previous))
-            self.loss_curve_ = train_prototypes(
-                module, Xs, T, temperature=self.temperature, relabel=relabel, augment=augment, y_codes=y_codes,
-                alpha=self.alpha, epochs=self.max_epochs, lr=self.lr, batch_size=self.batch_size,
-                seed=self.random_state or 0, slam=slam, progress=self.verbose)
+            noise = self.noise_scale
+            if self.augment == "noise" and noise == "auto":
+                noise = self._choose_noise(module, Xs, hard, train)
+            self.noise_scale_ = noise if self.augment == "noise" else None
+            self.loss_curve_ = train(module, np.arange(n), self.max_epochs, noise)
         finally:
             torch.set_num_threads(previous)
         W, B, Z, gamma = module.export()
@@ -328,14 +341,35 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
                        gamma=gamma, projection=W, input_mean=mean, input_scale=scale, support=support,
                        cell_indptr=indptr, cell_indices=indices, bound=None,
                        meta={"teacher_temperature": self.temperature, "projection_dim": k,
+                             "noise_scale": self.noise_scale_,
                              "augment": self.augment if isinstance(self.augment, str) or self.augment is None
                              else "callable"})
 
-    def _augmenter(self):
+    def _choose_noise(self, module, Xs, hard, train) -> float:
+        """The candidate of NOISE_GRID whose student agrees best with the teacher on held-out rows."""
+        import copy
+
+        import torch
+
+        rng = np.random.default_rng(self.random_state)
+        perm = rng.permutation(Xs.shape[0])
+        n_val = max(1, int(_AUTO_HOLDOUT * Xs.shape[0]))
+        val, fit_rows = perm[:n_val], perm[n_val:]
+        scores = []
+        for noise in NOISE_GRID:
+            candidate = copy.deepcopy(module)
+            train(candidate, fit_rows, max(1, self.max_epochs // 3), noise)
+            with torch.no_grad():
+                pred = candidate(torch.from_numpy(Xs[val])).argmax(1).numpy()
+            scores.append(float(np.mean(pred == hard[val])))
+        self.noise_scores_ = dict(zip(NOISE_GRID, scores, strict=True))
+        return NOISE_GRID[int(np.argmax(scores))]
+
+    def _augmenter(self, noise_scale):
         if callable(self.augment):
             return self.augment
         if self.augment == "noise":
-            return lambda xb, rng: xb + self.noise_scale * rng.standard_normal(xb.shape)
+            return lambda xb, rng: xb + noise_scale * rng.standard_normal(xb.shape)
 
         def mixup(xb, rng):
             lam = rng.beta(0.4, 0.4, size=(xb.shape[0], 1))
