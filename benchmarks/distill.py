@@ -25,10 +25,19 @@ import sys
 import time
 from typing import Any
 
-from _common import (  # noqa: I001 - must come before numpy: it pins thread counts
-    DATASETS, DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, DEFAULT_THREADS, Dataset, json_safe, load_dataset, log,
-    machine_meta, markdown_table)
 import numpy as np
+from _common import (
+    DATASETS,
+    DEFAULT_DATA_DIR,
+    DEFAULT_OUT_DIR,
+    DEFAULT_THREADS,
+    Dataset,
+    json_safe,
+    load_dataset,
+    log,
+    machine_meta,
+    markdown_table,
+)
 from sklearn.neighbors import KNeighborsClassifier
 
 from nnkd.distill import NNDistiller
