@@ -19,7 +19,8 @@ import numpy as np
 
 def main() -> None:
     data = np.load(sys.argv[1])
-    params = json.loads(open(sys.argv[2]).read())
+    with open(sys.argv[2]) as f:
+        params = json.load(f)
     base, queries = data["base"], data["queries"]
     index = nmslib.init(method="hnsw", space="l2")
     index.addDataPointBatch(base)

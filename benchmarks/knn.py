@@ -60,11 +60,11 @@ from _common import (
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from nnkd import KernelKNNClassifier
+from nnkd.bench.metrics import recall_at_k
 from nnkd.index import make_index
 
 K = 10                # recall@K
 CLF_K = 5             # neighbours of the classifiers
-RECALL_EPS = 1e-3     # ann-benchmarks: a neighbour counts if its distance <= true K-th + eps
 RECALL_TARGET = 0.95
 ACC_TOLERANCE = 0.5   # accuracy points
 OVERHEAD_TARGET = 0.05
@@ -88,12 +88,6 @@ SIMD_EF = (16, 64, 128)
 
 
 # --------------------------------------------------------------------------- measures
-
-def recall_at_k(dist: np.ndarray, true_dist: np.ndarray) -> float:
-    """ann-benchmarks recall: share of returned neighbours within the true K-th distance + eps."""
-    threshold = true_dist[:, K - 1:K] + RECALL_EPS
-    return float(np.mean(np.sum(dist[:, :K] <= threshold, axis=1) / K))
-
 
 def raw_call(index, Q: np.ndarray, threads: int):
     """The library call nnkd's ``Index.query`` wraps, on the same native index."""
@@ -133,7 +127,7 @@ def bench_setting(clf: KernelKNNClassifier, data: Dataset, true_dist: np.ndarray
         row[f"raw_qps_{t}t"] = len(Q) / min(raw)
         row[f"overhead_{t}t"] = float(np.median(ours) / np.median(raw) - 1.0)
     index.n_jobs = threads
-    row["recall"] = recall_at_k(index.query(Q, K)[0], true_dist)
+    row["recall"] = recall_at_k(index.query(Q, K)[0], true_dist, K)
     row["accuracy"] = float(clf.score(Q, data.y_test))
     return row
 
@@ -200,7 +194,7 @@ def bench_large(threads: int, repeats: int, budget_s: float) -> list[dict[str, A
         fit_s = time.perf_counter() - start
         timing = time_call(lambda c=clf: c.predict(Q), repeats=repeats, warmup=False, budget_s=budget_s)
         recall = recall_at_k(clf.index_.query(Q[:1000], K)[0],
-                             make_index("exact", n_jobs=threads).fit(X).query(Q[:1000], K)[0])
+                             make_index("exact", n_jobs=threads).fit(X).query(Q[:1000], K)[0], K)
         rows.append({**base, "name": f"nnkd KernelKNNClassifier ({spec})", "fit_s": fit_s, "recall": recall,
                      "queries": len(Q),
                      "predict_s": min(timing.times), "accuracy": float(np.mean(timing.result == yq))})

@@ -230,14 +230,16 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
                              "(-1 for unlabelled rows).")
         hard = T.argmax(axis=1)
         if self.space == "projection":
+            Z = X
             student = self._fit_projection(X, T, hard, y_codes)
         else:
-            student = self._fit_condensed(self._student_input(X), T, hard)
+            Z = self._student_input(X)               # teacher embeddings are computed once
+            student = self._fit_condensed(Z, T, hard)
         self.student_ = student
         self.prototypes_ = student.prototypes
         self.size_bytes_ = student.size_bytes
         self.bound_ = student.bound
-        pred = np.argmax(student.predict_proba(self._student_input(X)), axis=1)
+        pred = np.argmax(student.predict_proba(Z), axis=1)
         self.training_fidelity_ = float(np.mean(pred == hard))
         return self
 
