@@ -31,7 +31,7 @@ FORMAT_VERSION = 1
 _ARRAYS = "arrays.npz"
 _META = "student.json"
 _ARRAY_FIELDS = ("prototypes", "label_vectors", "projection", "input_mean", "input_scale", "support",
-                 "cell_indptr", "cell_indices")
+                 "cell_indptr", "cell_indices", "output_classes")
 
 
 @dataclass
@@ -44,7 +44,11 @@ class Student:
     prototypes : ndarray of shape (n_prototypes, n_dims), float32
         In the student's working space (after standardisation and projection).
     label_vectors : ndarray of shape (n_prototypes, n_classes), float32
-        Class distributions (``"knn"``) or label vectors (``"rbf"``).
+        Class distributions (``"knn"``) or label vectors (``"rbf"``); with ``output_classes``,
+        one column per output (e.g. LELP pseudo-subclasses).
+    output_classes : ndarray of int64 or None
+        ``"rbf"`` only: the class of each output column; a class's probability is the sum of
+        its outputs' softmax probabilities.
     kind : {"knn", "rbf"}
     space : {"input", "teacher", "projection"}
         ``"teacher"``: inputs are teacher embeddings, not raw rows.
@@ -68,6 +72,7 @@ class Student:
     support: np.ndarray | None = None
     cell_indptr: np.ndarray | None = None
     cell_indices: np.ndarray | None = None
+    output_classes: np.ndarray | None = None
     bound: float | None = None
     index: str = "exact"
     meta: dict = field(default_factory=dict)
@@ -81,8 +86,17 @@ class Student:
             raise ValueError(f"kind={self.kind!r} must be 'knn' or 'rbf'.")
         if self.space not in ("input", "teacher", "projection"):
             raise ValueError(f"space={self.space!r} must be 'input', 'teacher' or 'projection'.")
-        if self.label_vectors.shape != (m, len(self.classes)):
-            raise ValueError(f"label_vectors has shape {self.label_vectors.shape}; expected ({m}, {len(self.classes)}).")
+        n_out = len(self.classes)
+        if self.output_classes is not None:
+            self.output_classes = np.asarray(self.output_classes)
+            oc = self.output_classes
+            if (self.kind != "rbf" or oc.ndim != 1 or oc.dtype.kind not in "iu" or oc.size == 0
+                    or oc.min() < 0 or oc.max() >= n_out or np.unique(oc).size != n_out):
+                raise ValueError(f"output_classes must be a kind='rbf' vector of class codes covering 0..{n_out - 1}.")
+            self.output_classes = oc.astype(np.int64)
+            n_out = oc.size
+        if self.label_vectors.shape != (m, n_out):
+            raise ValueError(f"label_vectors has shape {self.label_vectors.shape}; expected ({m}, {n_out}).")
         if self.kind == "knn" and (self.kernel not in KERNELS or not 1 <= self.n_neighbors <= m):
             raise ValueError(f"kind='knn' needs a kernel in {sorted(KERNELS)} and 1 <= n_neighbors <= {m}.")
         if self.kind == "rbf" and not (self.gamma is not None and self.gamma > 0):
@@ -113,7 +127,7 @@ class Student:
     def size_bytes(self) -> int:
         """Bytes of every parameter prediction needs (float32), explanation data excluded."""
         n = self.prototypes.size + self.label_vectors.size + (self.kind == "rbf")
-        for extra in (self.projection, self.input_mean, self.input_scale):
+        for extra in (self.projection, self.input_mean, self.input_scale, self.output_classes):
             n += 0 if extra is None else extra.size
         return 4 * int(n)
 
@@ -149,11 +163,17 @@ class Student:
             logits, _ = self._rbf_logits(Z)
             logits -= logits.max(axis=1, keepdims=True)
             p = np.exp(logits)
-            return p / p.sum(axis=1, keepdims=True)
+            p /= p.sum(axis=1, keepdims=True)
+            if self.output_classes is not None:          # sum each class's outputs (subclasses)
+                p = p @ np.eye(len(self.classes))[self.output_classes]
+            return p
         dist, ind = self._get_index().query(Z, self.n_neighbors)
         w = kernel_weights(dist, self.kernel)
         p = np.einsum("ij,ijc->ic", w, self.label_vectors[ind].astype(np.float64))
         return p / p.sum(axis=1, keepdims=True)
+
+    def _output_class(self, column: int) -> int:
+        return column if self.output_classes is None else int(self.output_classes[column])
 
     def predict(self, X) -> np.ndarray:
         """Most probable class per row (ties: the first class)."""
@@ -175,7 +195,7 @@ class Student:
                 members = (self.cell_indices[self.cell_indptr[j]:self.cell_indptr[j + 1]]
                            if self.cell_indptr is not None else np.empty(0, dtype=np.int64))
                 protos.append({"prototype": int(j), "distance": float(d),
-                               "label": self.classes[int(np.argmax(self.label_vectors[j]))].item(),
+                               "label": self.classes[self._output_class(int(np.argmax(self.label_vectors[j])))].item(),
                                "label_vector": self.label_vectors[j].tolist(),
                                "support_row": None if self.support is None else int(self.support[j]),
                                "training_rows": members.tolist()})

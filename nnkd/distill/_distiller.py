@@ -83,6 +83,13 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         rows (each candidate trained for a third of ``max_epochs``), then trains on all rows;
         the choice is in ``noise_scale_``. The best scale depends on the data (letter prefers
         0.3, usps 1.0).
+    subclasses : int, default=None
+        LELP (Loo et al. 2024) for binary and few-class teachers: split each class into this many
+        pseudo-subclasses along the principal directions of the teacher's embeddings that its
+        classifier ignores (:func:`~nnkd.distill.lelp_targets`; the teacher must expose
+        ``classifier_weights()``). ``"projection"`` learns the subclass distribution and sums it
+        per class; ``"input"``/``"teacher"`` condense on the subclass labels, so prototypes also
+        cover the structure inside each class.
     alpha : float, default=0.0
         Weight of the cross-entropy on ``y`` (when given) against the KD loss.
     loss : {"kd", "slam"}, default="kd"
@@ -137,6 +144,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
         "augment": [StrOptions({"noise", "mixup"}), callable, None],
         "noise_scale": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "subclasses": [Interval(Integral, 2, None, closed="left"), None],
         "alpha": [Interval(Real, 0, 1, closed="both")],
         "loss": [StrOptions({"kd", "slam"})],
         "slam_coverage": [Interval(Real, 0, 1, closed="right")],
@@ -151,7 +159,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
 
     def __init__(self, teacher=None, *, space="input", condenser=None, n_neighbors=1, kernel="uniform",
                  metric="euclidean", temperature=4.0, size_budget_kb=None, projection_dim=None, augment=None,
-                 noise_scale=0.3, alpha=0.0, loss="kd", slam_coverage=0.95, max_epochs=60, lr=0.01, batch_size=256, delta=0.05, random_state=0,
+                 noise_scale=0.3, subclasses=None, alpha=0.0, loss="kd", slam_coverage=0.95, max_epochs=60, lr=0.01, batch_size=256, delta=0.05, random_state=0,
                  n_jobs=None, verbose=False):
         self.teacher = teacher
         self.space = space
@@ -164,6 +172,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         self.projection_dim = projection_dim
         self.augment = augment
         self.noise_scale = noise_scale
+        self.subclasses = subclasses
         self.alpha = alpha
         self.loss = loss
         self.slam_coverage = slam_coverage
@@ -229,12 +238,22 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             raise ValueError("loss='slam' needs space='projection' and y labelling at least 2 validation rows "
                              "(-1 for unlabelled rows).")
         hard = T.argmax(axis=1)
+        self.lelp_ = None
+        if self.subclasses is not None:
+            from nnkd.distill._lelp import LELPSplit
+
+            if self.space == "projection" and (self.loss == "slam" or self.alpha > 0):
+                raise ValueError("subclasses (LELP) cannot be combined with loss='slam' or alpha > 0.")
+            H = self.teacher.embed(X)
+            self.lelp_ = LELPSplit(self.teacher.classifier_weights(), self.subclasses).fit(H, hard, n_classes)
+            T_out = self.lelp_.targets(H, T)
         if self.space == "projection":
             Z = X
-            student = self._fit_projection(X, T, hard, y_codes)
+            student = self._fit_projection(X, T if self.lelp_ is None else T_out, hard, y_codes)
         else:
-            Z = self._student_input(X)               # teacher embeddings are computed once
-            student = self._fit_condensed(Z, T, hard)
+            Z = H if self.space == "teacher" and self.lelp_ is not None else self._student_input(X)
+            # Condense on subclass labels with LELP (finer cells), keep class distributions.
+            student = self._fit_condensed(Z, T, hard if self.lelp_ is None else T_out.argmax(axis=1))
         self.student_ = student
         self.prototypes_ = student.prototypes
         self.size_bytes_ = student.size_bytes
@@ -288,7 +307,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         floats = self._budget_floats()
         m = DEFAULT_PROJECTION_PROTOTYPES
         if floats is not None:
-            m = (floats - k * d - 2 * d - 1) // (k + L)
+            m = (floats - k * d - 1) // (k + L)
             if m < 2:
                 raise ValueError(f"size_budget_kb={self.size_budget_kb} leaves room for {max(m, 0)} prototypes "
                                  f"after the {k}x{d} projection; raise it or lower projection_dim.")
@@ -315,7 +334,9 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             val = y_codes >= 0
             slam = slam_estimates(T1[val], y_codes[val], T1, self.slam_coverage)
         def relabel(xa):
-            return self.teacher.soft_labels(xa * scale + mean, self.temperature)
+            raw = xa * scale + mean
+            soft = self.teacher.soft_labels(raw, self.temperature)
+            return soft if self.lelp_ is None else self.lelp_.targets(self.teacher.embed(raw), soft)
 
         def train(mod, rows, epochs, noise):
             augment = None if self.augment is None else self._augmenter(noise)
@@ -337,10 +358,17 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         finally:
             torch.set_num_threads(previous)
         W, B, Z, gamma = module.export()
-        owner = make_index("exact").fit(B).query(Xs @ W.T, 1)[1][:, 0]      # cells in the learned space
+        # Fold the standardisation into the projection and the prototypes: W((x - mean) / scale) - b
+        # = (W / scale) x - (b + (W / scale) mean), so the artifact stores no mean or scale and the
+        # 2 * n_features floats they would cost go to prototypes.
+        W64 = W.astype(np.float64) / scale[None, :]
+        B = (B.astype(np.float64) + W64 @ mean.astype(np.float64)).astype(np.float32)
+        W = W64.astype(np.float32)
+        owner = make_index("exact").fit(B).query(X @ W.T, 1)[1][:, 0]      # cells in the learned space
         indptr, indices = _cells(owner, m)
         return Student(classes=self.classes_, prototypes=B, label_vectors=Z, kind="rbf", space="projection",
-                       gamma=gamma, projection=W, input_mean=mean, input_scale=scale, support=support,
+                       gamma=gamma, projection=W, support=support,
+                       output_classes=None if self.lelp_ is None else self.lelp_.subclass_class,
                        cell_indptr=indptr, cell_indices=indices, bound=None,
                        meta={"teacher_temperature": self.temperature, "projection_dim": k,
                              "noise_scale": self.noise_scale_,

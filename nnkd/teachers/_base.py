@@ -61,6 +61,11 @@ class Teacher:
         """Teacher logits of ``X``: ndarray of shape (n_samples, n_classes), float32."""
         return self._batched(self._logits_batch, X, "logits")
 
+    def classifier_weights(self) -> np.ndarray:
+        """Weight matrix ``(n_outputs, n_dims)`` of the teacher's final linear layer, the map from
+        its embedding to its logits (what LELP and data impressions read)."""
+        raise TypeError(f"{type(self).__name__} does not expose its final linear layer.")
+
     def soft_labels(self, X, temperature: float | None = None) -> np.ndarray:
         """``softmax(logits / T)``: ndarray of shape (n_samples, n_classes), float64 (rows sum to 1).
 

@@ -67,5 +67,15 @@ class TorchTeacher(Teacher):
     def _logits_batch(self, X: np.ndarray) -> np.ndarray:
         return self._run(X, capture=False)
 
+    def classifier_weights(self) -> np.ndarray:
+        """Weights of the model's last ``torch.nn.Linear`` (in ``named_modules`` order)."""
+        # TorchScript modules keep the Python class name in ``original_name``.
+        linears = [m for m in self.model.modules()
+                   if isinstance(m, torch.nn.Linear) or getattr(m, "original_name", None) == "Linear"]
+        if not linears:
+            raise TypeError(f"{type(self.model).__name__} has no torch.nn.Linear layer; wrap it in a CallableTeacher "
+                            "with classifier_weights=... instead.")
+        return linears[-1].weight.detach().cpu().numpy().astype(np.float32)
+
     def _embed_batch(self, X: np.ndarray) -> np.ndarray:
         return self._run(X, capture=True)
