@@ -232,7 +232,10 @@ def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
 
 
 def json_safe(value: Any) -> Any:
-    """Replace non-finite floats (not valid JSON) by the strings "inf", "-inf" and "nan"."""
+    """Replace non-finite floats (not valid JSON) by the strings "inf", "-inf" and "nan", and
+    paths by strings."""
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

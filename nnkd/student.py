@@ -30,6 +30,9 @@ FORMAT = "nnkd.student"
 FORMAT_VERSION = 1
 _ARRAYS = "arrays.npz"
 _META = "student.json"
+#: Storage types of the float parameters and their bytes per parameter.
+DTYPES = {"float32": 4, "float16": 2}
+_FLOAT_FIELDS = ("prototypes", "label_vectors", "projection", "input_mean", "input_scale")
 _ARRAY_FIELDS = ("prototypes", "label_vectors", "projection", "input_mean", "input_scale", "support",
                  "cell_indptr", "cell_indices", "output_classes")
 
@@ -46,6 +49,10 @@ class Student:
     label_vectors : ndarray of shape (n_prototypes, n_classes), float32
         Class distributions (``"knn"``) or label vectors (``"rbf"``); with ``output_classes``,
         one column per output (e.g. LELP pseudo-subclasses).
+    dtype : {"float32", "float16"}
+        Storage type of the float parameters. ``"float16"`` halves the artifact: parameters are
+        rounded to float16 once (in memory as well, so predictions before and after saving
+        agree) and computation stays in float32/float64.
     output_classes : ndarray of int64 or None
         ``"rbf"`` only: the class of each output column; a class's probability is the sum of
         its outputs' softmax probabilities.
@@ -73,12 +80,15 @@ class Student:
     cell_indptr: np.ndarray | None = None
     cell_indices: np.ndarray | None = None
     output_classes: np.ndarray | None = None
+    dtype: str = "float32"
     bound: float | None = None
     index: str = "exact"
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.classes = np.asarray(self.classes)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r} must be one of {sorted(DTYPES)}.")
         self.prototypes = check_points(self.prototypes, "prototypes")
         self.label_vectors = np.ascontiguousarray(self.label_vectors, dtype=np.float32)
         m, d = self.prototypes.shape
@@ -115,6 +125,14 @@ class Student:
                 setattr(self, name, value)
         if self.input_scale is not None and (self.input_scale <= 0).any():
             raise ValueError("input_scale must be > 0.")
+        if self.dtype == "float16":
+            for name in _FLOAT_FIELDS:
+                value = getattr(self, name)
+                if value is not None:
+                    half = value.astype(np.float16)
+                    if not np.isfinite(half).all():
+                        raise ValueError(f"{name} overflows float16; use dtype='float32'.")
+                    setattr(self, name, half.astype(np.float32))
         self._index = None
 
     # -- shape and size --------------------------------------------------------------------
@@ -125,11 +143,11 @@ class Student:
 
     @property
     def size_bytes(self) -> int:
-        """Bytes of every parameter prediction needs (float32), explanation data excluded."""
+        """Bytes of every parameter prediction needs (at ``dtype``), explanation data excluded."""
         n = self.prototypes.size + self.label_vectors.size + (self.kind == "rbf")
         for extra in (self.projection, self.input_mean, self.input_scale, self.output_classes):
             n += 0 if extra is None else extra.size
-        return 4 * int(n)
+        return DTYPES[self.dtype] * int(n)
 
     # -- inference ---------------------------------------------------------------------------
     def transform(self, X) -> np.ndarray:
@@ -208,6 +226,8 @@ class Student:
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         arrays = {name: getattr(self, name) for name in _ARRAY_FIELDS if getattr(self, name) is not None}
+        if self.dtype == "float16":
+            arrays.update({k: v.astype(np.float16) for k, v in arrays.items() if k in _FLOAT_FIELDS})
         if self.classes.dtype.kind in "US":
             classes = {"dtype": "str", "values": [str(c) for c in self.classes]}
         elif self.classes.dtype.kind in "iub":
@@ -219,7 +239,7 @@ class Student:
         np.savez(directory / _ARRAYS, **arrays)
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind, "space": self.space,
                 "metric": self.metric, "n_neighbors": self.n_neighbors, "kernel": self.kernel, "gamma": self.gamma,
-                "index": self.index, "bound": self.bound, "classes": classes,
+                "index": self.index, "bound": self.bound, "classes": classes, "dtype": self.dtype,
                 "shapes": {k: list(v.shape) for k, v in arrays.items()}, "meta": self.meta,
                 "size_bytes": self.size_bytes,
                 "versions": {"nnkd": package_version("nnkd"), "numpy": np.__version__}}
@@ -251,4 +271,5 @@ def load_student(path) -> Student:
     return Student(classes=np.array(classes["values"], dtype=dtype), kind=meta["kind"], space=meta["space"],
                    metric=meta["metric"], n_neighbors=int(meta["n_neighbors"]), kernel=meta["kernel"],
                    gamma=meta["gamma"], index=meta["index"], bound=meta["bound"], meta=meta.get("meta", {}),
+                   dtype=meta.get("dtype", "float32"),
                    **arrays)

@@ -262,3 +262,25 @@ def test_auto_noise_scale_is_chosen_on_held_out_rows(problem):
     assert d.noise_scale_ in NOISE_GRID and set(d.noise_scores_) == set(NOISE_GRID)
     assert d.noise_scale_ == max(d.noise_scores_, key=lambda s: (d.noise_scores_[s], -s))
     assert d.student_.meta["noise_scale"] == d.noise_scale_ and d.score(Q, yq) > 0.9
+
+
+def test_float16_students_halve_the_size(problem, tmp_path):
+    X, y, Q, yq, teacher = problem
+    common = {"space": "projection", "temperature": 2.0, "max_epochs": 30, "size_budget_kb": 2}
+    full = NNDistiller(teacher, **common).fit(X, y)
+    half = NNDistiller(teacher, dtype="float16", **common).fit(X, y)
+    assert half.size_bytes_ <= 2000 and full.size_bytes_ <= 2000
+    assert half.score(Q, yq) >= 0.97
+    # The same budget holds (about) twice the prototypes at 2 bytes per parameter.
+    assert len(half.prototypes_) >= 2 * len(full.prototypes_)
+    params = half.student_.prototypes.size + half.student_.label_vectors.size + half.student_.projection.size + 1
+    assert half.size_bytes_ == 2 * params
+    # Parameters are float16 values; saving and loading changes no prediction.
+    np.testing.assert_array_equal(half.student_.prototypes.astype(np.float16).astype(np.float32),
+                                  half.student_.prototypes)
+    path = half.student_.save(tmp_path / "s")
+    with np.load(path / "arrays.npz") as arrays:
+        assert arrays["prototypes"].dtype == np.float16
+    loaded = load_student(path)
+    assert loaded.dtype == "float16" and loaded.size_bytes == half.size_bytes_
+    np.testing.assert_array_equal(loaded.predict_proba(X), half.student_.predict_proba(X))

@@ -12,7 +12,7 @@ from nnkd._core.kernels import KERNELS
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
 from nnkd.index import make_index
 from nnkd.neighbors import MarginCondensedNN
-from nnkd.student import Student
+from nnkd.student import DTYPES, Student
 
 #: Prototypes used by ``space="projection"`` when no size budget is given.
 DEFAULT_PROJECTION_PROTOTYPES = 256
@@ -70,7 +70,10 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
     temperature : float, default=4.0
         Temperature of the teacher's soft labels (and of the KD loss).
     size_budget_kb : float, default=None
-        Largest student size in kB (1000 bytes), every prediction parameter counted as float32.
+        Largest student size in kB (1000 bytes), every prediction parameter counted at ``dtype``.
+    dtype : {"float32", "float16"}, default="float32"
+        Storage type of the student's parameters; ``"float16"`` fits twice the parameters in a
+        budget (rounded once after training; computation stays in float32).
     projection_dim : int, default=None
         Width of the learned projection (default ``min(n_features, 16)``).
     augment : {"noise", "mixup"} or callable, default=None
@@ -141,6 +144,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         "metric": [StrOptions({"euclidean", "manhattan", "chebyshev", "cosine"})],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "size_budget_kb": [Interval(Real, 0, None, closed="neither"), None],
+        "dtype": [StrOptions({"float32", "float16"})],
         "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
         "augment": [StrOptions({"noise", "mixup"}), callable, None],
         "noise_scale": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
@@ -158,9 +162,9 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, teacher=None, *, space="input", condenser=None, n_neighbors=1, kernel="uniform",
-                 metric="euclidean", temperature=4.0, size_budget_kb=None, projection_dim=None, augment=None,
-                 noise_scale=0.3, subclasses=None, alpha=0.0, loss="kd", slam_coverage=0.95, max_epochs=60, lr=0.01, batch_size=256, delta=0.05, random_state=0,
-                 n_jobs=None, verbose=False):
+                 metric="euclidean", temperature=4.0, size_budget_kb=None, dtype="float32", projection_dim=None,
+                 augment=None, noise_scale=0.3, subclasses=None, alpha=0.0, loss="kd", slam_coverage=0.95,
+                 max_epochs=60, lr=0.01, batch_size=256, delta=0.05, random_state=0, n_jobs=None, verbose=False):
         self.teacher = teacher
         self.space = space
         self.condenser = condenser
@@ -169,6 +173,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         self.metric = metric
         self.temperature = temperature
         self.size_budget_kb = size_budget_kb
+        self.dtype = dtype
         self.projection_dim = projection_dim
         self.augment = augment
         self.noise_scale = noise_scale
@@ -191,7 +196,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
                             f"embed and soft_labels); got {type(self.teacher).__name__}.")
 
     def _budget_floats(self) -> int | None:
-        return None if self.size_budget_kb is None else int(self.size_budget_kb * 1000 // 4)
+        return None if self.size_budget_kb is None else int(self.size_budget_kb * 1000 // DTYPES[self.dtype])
 
     def _student_input(self, X):
         return self.teacher.embed(X) if self.space == "teacher" else X
@@ -294,7 +299,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
                        kind="knn", space=self.space, metric=self.metric,
                        n_neighbors=min(self.n_neighbors, m), kernel=self.kernel, support=cond.support_,
                        cell_indptr=indptr, cell_indices=indices, bound=float(cond.bound_),
-                       meta={"teacher_temperature": self.temperature, "condenser": cond.method})
+                       dtype=self.dtype, meta={"teacher_temperature": self.temperature, "condenser": cond.method})
 
     def _fit_projection(self, X, T, hard, y_codes) -> Student:
         import torch
@@ -370,7 +375,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
                        gamma=gamma, projection=W, support=support,
                        output_classes=None if self.lelp_ is None else self.lelp_.subclass_class,
                        cell_indptr=indptr, cell_indices=indices, bound=None,
-                       meta={"teacher_temperature": self.temperature, "projection_dim": k,
+                       dtype=self.dtype, meta={"teacher_temperature": self.temperature, "projection_dim": k,
                              "noise_scale": self.noise_scale_,
                              "augment": self.augment if isinstance(self.augment, str) or self.augment is None
                              else "callable"})
