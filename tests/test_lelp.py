@@ -117,6 +117,7 @@ def test_distiller_with_subclasses(space, tmp_path):
     assert dist.score(X, y) >= 0.95
     if space == "projection":
         assert dist.student_.label_vectors.shape[1] == 8           # 2 classes x 4 subclasses
+        assert dist.size_bytes_ <= 2000
         np.testing.assert_array_equal(dist.student_.output_classes, np.repeat([0, 1], 4))
         loaded = load_student(dist.student_.save(tmp_path / "s"))
         np.testing.assert_array_equal(loaded.predict(X), dist.predict(X))

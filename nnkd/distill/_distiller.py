@@ -312,7 +312,9 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         floats = self._budget_floats()
         m = DEFAULT_PROJECTION_PROTOTYPES
         if floats is not None:
-            m = (floats - k * d - 1) // (k + L)
+            # Per prototype k coordinates and L label-vector entries; then W (k x d), gamma and,
+            # with LELP, the class of each of the L outputs.
+            m = (floats - k * d - 1 - (0 if self.lelp_ is None else L)) // (k + L)
             if m < 2:
                 raise ValueError(f"size_budget_kb={self.size_budget_kb} leaves room for {max(m, 0)} prototypes "
                                  f"after the {k}x{d} projection; raise it or lower projection_dim.")
