@@ -397,7 +397,11 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             candidate = copy.deepcopy(module)
             train(candidate, fit_rows, max(1, self.max_epochs // 3), noise)
             with torch.no_grad():
-                pred = candidate(torch.from_numpy(Xs[val])).argmax(1).numpy()
+                out = candidate(torch.from_numpy(Xs[val]))
+            if self.lelp_ is not None:                 # class probability = sum over its subclasses
+                out = torch.softmax(out, 1) @ torch.from_numpy(
+                    np.eye(len(self.classes_), dtype=np.float32)[self.lelp_.subclass_class])
+            pred = out.argmax(1).numpy()
             scores.append(float(np.mean(pred == hard[val])))
         self.noise_scores_ = dict(zip(NOISE_GRID, scores, strict=True))
         return NOISE_GRID[int(np.argmax(scores))]
