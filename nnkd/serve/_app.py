@@ -1,0 +1,283 @@
+"""The ASGI application (Starlette): routes, body limits, JSON errors, metrics, lifecycle.
+
+Endpoints: ``POST /v1/predict``, ``POST /v1/neighbors``, ``GET /v1/model``, ``GET /healthz``,
+``GET /readyz``, ``GET /metrics``. A bad request is answered with a 4xx status and
+``{"error": "..."}`` naming the problem; it never reaches the batching queue, so other
+requests are unaffected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from nnkd._core.artifacts import import_optional
+from nnkd.serve._batcher import AIMDController, BatchStats, MicroBatcher, NotRunningError, QueueFullError
+from nnkd.serve._metrics import CONTENT_TYPE, ServerMetrics
+from nnkd.serve._planner import BatchPlan, LatencyProfile
+from nnkd.serve._predictor import StudentPredictor
+from nnkd.serve._requests import RequestError, check_content_type, decode_json, parse_instances, parse_options
+from nnkd.student import Student
+
+_HINT = "or pip install 'nnkd[serve]'"
+import_optional("starlette", "starlette", "nnkd serve", _HINT)
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+logger = logging.getLogger("nnkd.serve")
+
+#: Metric label of each route; anything else is counted as "other" (raw paths never become labels).
+ENDPOINTS = ("/v1/predict", "/v1/neighbors", "/v1/model", "/healthz", "/readyz", "/metrics")
+DEFAULT_MAX_BODY_BYTES = 4 << 20
+DEFAULT_MAX_INSTANCES = 1024
+DEFAULT_MAX_QUEUE_ROWS = 100_000
+
+
+@dataclass
+class ServeConfig:
+    """Limits and context of one server.
+
+    Attributes
+    ----------
+    slo_s : float
+        Latency objective (seconds): the planner's target, and the threshold of
+        ``nnkd_slo_misses_total``.
+    max_body_bytes : int, default=4 MiB
+        Larger bodies are refused with 413 before being read.
+    max_instances : int, default=1024
+        More rows in one request: 413.
+    max_queue_rows : int, default=100_000
+        Rows waiting for a batch beyond which requests get 503.
+    student_dir : str
+        Shown at ``/v1/model``.
+    checksums : dict
+        SHA-256 of the student's files (shown at ``/v1/model``).
+    """
+
+    slo_s: float
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_instances: int = DEFAULT_MAX_INSTANCES
+    max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS
+    student_dir: str = ""
+    checksums: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.slo_s > 0 or self.max_body_bytes < 1 or self.max_instances < 1 or self.max_queue_rows < 1:
+            raise ValueError("slo_s must be > 0 and max_body_bytes, max_instances, max_queue_rows >= 1.")
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise RequestError(400, f"Content-Length {declared!r} is not an integer.") from None
+        if length > limit:
+            raise RequestError(413, f"the body has {length} bytes; the limit is {limit} bytes.")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:                            # chunked uploads declare no length
+            raise RequestError(413, f"the body exceeds the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _MetricsMiddleware:
+    """Pure ASGI middleware: count, time and gauge every HTTP request by endpoint and status.
+
+    It sits inside Starlette's ``ServerErrorMiddleware``, so a crash is recorded as 500 (the
+    status it will be answered with) in ``finally``. Series are looked up once and cached:
+    this runs on every request.
+    """
+
+    def __init__(self, app, metrics: ServerMetrics, slo_s: float):
+        self.app = app
+        self.metrics = metrics
+        self.slo_s = slo_s
+        self._latency = {e: metrics.latency.labels(e) for e in (*ENDPOINTS, "other")}
+        self._slo_misses = {e: metrics.slo_misses.labels(e) for e in ("/v1/predict", "/v1/neighbors")}
+        self._in_flight = metrics.in_flight.labels()
+        self._counts: dict[tuple[str, int], tuple] = {}
+
+    def _count(self, endpoint: str, status: int) -> None:
+        series = self._counts.get((endpoint, status))
+        if series is None:
+            code = str(status)
+            series = self._counts[endpoint, status] = (
+                self.metrics.requests.labels(endpoint, code),
+                self.metrics.errors.labels(endpoint, code) if status >= 400 else None)
+        series[0].inc()
+        if series[1] is not None:
+            series[1].inc()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        endpoint = path if path in self._latency else "other"
+        status = 500
+        start = time.perf_counter()
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self._in_flight.inc()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - start
+            self._in_flight.dec()
+            self._count(endpoint, status)
+            self._latency[endpoint].observe(elapsed)
+            slo = self._slo_misses.get(endpoint)
+            if slo is not None and elapsed > self.slo_s:
+                slo.inc()
+
+
+def create_app(student: Student, plan: BatchPlan, config: ServeConfig, *,
+               profile: LatencyProfile | None = None, metrics: ServerMetrics | None = None) -> Starlette:
+    """Build the ASGI app serving ``student`` with the batching ``plan``.
+
+    Parameters
+    ----------
+    student : Student
+    plan : BatchPlan
+        From :func:`nnkd.serve.plan_batching`; ``plan.max_batch == 1`` disables batching.
+    config : ServeConfig
+    profile : LatencyProfile, optional
+        Shown at ``/v1/model``.
+    metrics : ServerMetrics, optional
+        A fresh set by default (never a process-global registry, so two apps coexist).
+
+    Returns
+    -------
+    starlette.applications.Starlette
+        The batcher starts in the app's lifespan startup and drains in its shutdown.
+    """
+    metrics = metrics if metrics is not None else ServerMetrics()
+    predictor = StudentPredictor(student)
+    controller = AIMDController(plan.max_batch, plan.cap, plan.batch_budget_s) if plan.cap > 1 else None
+
+    batch_size, batch_time, queue_time = (metrics.batch_size.labels(), metrics.batch_time.labels(),
+                                          metrics.queue_time.labels())
+
+    def on_batch(stats: BatchStats) -> None:
+        batch_size.observe(stats.rows)
+        batch_time.observe(stats.service_s)
+        for wait in stats.queue_waits_s:
+            queue_time.observe(wait)
+        metrics.max_batch.set(batcher.max_batch)
+
+    batcher = MicroBatcher(predictor, max_batch=plan.max_batch, max_delay_s=plan.max_delay_s, controller=controller,
+                           max_queue_rows=config.max_queue_rows, on_batch=on_batch)
+    metrics.max_batch.set(plan.max_batch)
+    n_features = student.n_features_in
+    n_prototypes = student.prototypes.shape[0]
+    what = " (teacher embeddings)" if student.space == "teacher" else ""
+    state = {"status": "starting"}
+
+    async def answer(request: Request, endpoint: str) -> Response:
+        try:
+            check_content_type(request.headers.get("content-type"))
+            payload = decode_json(await _read_body(request, config.max_body_bytes))
+            options = parse_options(payload, n_prototypes=n_prototypes, endpoint=endpoint)
+            X = parse_instances(payload["instances"], n_features, config.max_instances, what=what)
+        except RequestError as exc:
+            return _error(exc.status, exc.message)
+        try:
+            result = await batcher.submit(X, options)
+        except QueueFullError as exc:
+            return _error(503, str(exc), headers={"Retry-After": "1"})
+        except NotRunningError as exc:
+            return _error(503, str(exc))
+        return JSONResponse(result)
+
+    async def predict(request: Request) -> Response:
+        return await answer(request, "predict")
+
+    async def neighbors(request: Request) -> Response:
+        return await answer(request, "neighbors")
+
+    async def model(request: Request) -> Response:
+        return JSONResponse({
+            "student": describe_student(student, config),
+            "batching": {"plan": plan.to_dict(), "current_max_batch": batcher.max_batch,
+                         "controller": controller.state() if controller is not None else None,
+                         "batches": batcher.batches, "rows": batcher.rows,
+                         "profile": profile.to_dict() if profile is not None else None},
+            "limits": {"max_body_bytes": config.max_body_bytes, "max_instances": config.max_instances,
+                       "max_queue_rows": config.max_queue_rows},
+            "status": state["status"]})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        ready = state["status"] == "ready" and batcher.running
+        return JSONResponse({"status": state["status"]}, status_code=200 if ready else 503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.expose(), media_type=CONTENT_TYPE)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}", headers=exc.headers)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal server error (see the server log).")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        state["status"] = "ready"
+        logger.info("ready: %s", plan.describe())
+        try:
+            yield
+        finally:
+            state["status"] = "draining"
+            await batcher.stop()                    # answers every queued request first
+            logger.info("stopped after %d batches (%d rows)", batcher.batches, batcher.rows)
+
+    routes = [Route("/v1/predict", predict, methods=["POST"]), Route("/v1/neighbors", neighbors, methods=["POST"]),
+              Route("/v1/model", model, methods=["GET"]), Route("/healthz", healthz, methods=["GET"]),
+              Route("/readyz", readyz, methods=["GET"]), Route("/metrics", metrics_endpoint, methods=["GET"])]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(_MetricsMiddleware, metrics=metrics, slo_s=config.slo_s)],
+                    exception_handlers={HTTPException: http_error, Exception: server_error})
+    app.state.batcher = batcher
+    app.state.metrics = metrics
+    return app
+
+
+def describe_student(student: Student, config: ServeConfig) -> dict:
+    """Metadata of the served student, as ``/v1/model`` shows it."""
+    d = student.n_features_in
+    if student.space == "teacher":
+        expects = f"teacher embeddings: {d} values per instance (the teacher's embedding layer output, not raw rows)"
+    elif student.projection is not None or student.input_mean is not None:
+        expects = f"raw input rows: {d} values per instance (standardised and projected by the student)"
+    else:
+        expects = f"raw input rows: {d} values per instance"
+    return {"path": config.student_dir, "kind": student.kind, "space": student.space, "metric": student.metric,
+            "index": student.index, "n_neighbors": student.n_neighbors, "kernel": student.kernel,
+            "gamma": student.gamma, "classes": student.classes.tolist(), "n_classes": len(student.classes),
+            "n_prototypes": int(student.prototypes.shape[0]), "prototype_dims": int(student.prototypes.shape[1]),
+            "n_features_in": d, "expects": expects, "size_bytes": student.size_bytes, "bound": student.bound,
+            "checksums": config.checksums}
