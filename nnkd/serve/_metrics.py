@@ -71,9 +71,10 @@ class _Metric:
     def _new_child(self):
         raise NotImplementedError
 
-    def header(self) -> list[str]:
+    def header(self, name: str | None = None) -> list[str]:
         doc = self.documentation.replace("\\", "\\\\").replace("\n", "\\n")
-        return [f"# HELP {self.name} {doc}", f"# TYPE {self.name} {self.kind}"]
+        name = name or self.name
+        return [f"# HELP {name} {doc}", f"# TYPE {name} {self.kind}"]
 
 
 class _Value:
@@ -121,7 +122,9 @@ class Counter(_Metric):
         return 0.0 if child is None else child.value
 
     def expose(self) -> list[str]:
-        lines = self.header()
+        # The 0.0.4 text format names a counter family by its sample name, ``_total`` included
+        # (as prometheus_client writes it); OpenMetrics would drop the suffix.
+        lines = self.header(f"{self.name}_total")
         for key, child in sorted(self._children.items()):
             lines.append(f"{self.name}_total{_labels_text(self.labelnames, key)} {_format_value(child.value)}")
         return lines

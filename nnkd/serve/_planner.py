@@ -4,18 +4,21 @@ the queue delay that keep the tail latency under an SLO at the highest sustainab
 The rule follows InferLine's planner (Crankshaw et al., SoCC 2020), reduced to one model on
 one worker. Under sustained load a request can arrive just after a batch was dispatched:
 it waits for that batch, then rides the next one, so its latency is at most twice the batch
-service time plus what the HTTP layer adds. With ``s(b)`` the measured p99 time of one
-prediction over ``b`` rows:
+service time plus what the HTTP layer adds. With ``s50(b)`` and ``s99(b)`` the measured
+median and p99 time of one prediction over ``b`` rows:
 
 - service budget ``B = slo * (1 - headroom) / 2`` (``headroom`` is kept for parsing,
   serialising and scheduling outside the model);
-- feasible sizes: ``s(b) <= B``; with ``o`` the CPU time each request costs outside the
-  model (decoding, validation, encoding: it holds the same interpreter lock), the server's
-  throughput at size ``b`` is ``T(b) = 1 / (o + s(b) / b)`` requests per second;
+- feasible sizes: ``s99(b) <= B``;
+- throughput at size ``b``: ``T(b) = 1 / (o + s50(b) / b)`` requests per second, with ``o``
+  the time each request costs outside the model (decoding, validation, encoding: it holds
+  the same interpreter lock). The median, not the tail, sets a sustained rate, and it is
+  far less disturbed by other processes on a shared machine;
 - ``max_batch``: the smallest feasible ``b`` whose ``T(b)`` is within ``tolerance`` of the
   best feasible throughput (past the knee, larger batches add latency for little rate);
-- ``max_delay = s(max_batch)``: waiting longer for a batch to fill cannot raise throughput,
-  because a worker busy with the previous batch gathers as many rows in that time anyway;
+- ``max_delay = s50(max_batch)``: waiting longer for a batch to fill cannot raise
+  throughput, because a worker busy with the previous batch gathers as many rows in that
+  time anyway;
 - the AIMD controller (:class:`nnkd.serve.AIMDController`) may then move the batch size
   between 1 and ``cap`` (the largest feasible size) with ``B`` as its per-batch target.
 
@@ -89,10 +92,12 @@ class BatchPlan:
         Per-batch service-time target, ``slo * (1 - headroom) / 2``.
     batch_p99_s : float
         Profiled p99 of one batch of ``max_batch`` rows.
+    batch_p50_s : float
+        Profiled median of one batch of ``max_batch`` rows.
     request_overhead_s : float
         Per-request time outside the model used in the throughput model.
     capacity_rps : float
-        ``1 / (request_overhead_s + batch_p99_s / max_batch)``: one-row requests per second
+        ``1 / (request_overhead_s + batch_p50_s / max_batch)``: one-row requests per second
         the plan sustains by this model (the HTTP server's own cost is not in it).
     feasible : bool
         False when even one row misses ``batch_budget_s``.
@@ -107,6 +112,7 @@ class BatchPlan:
     slo_s: float
     batch_budget_s: float
     batch_p99_s: float
+    batch_p50_s: float
     request_overhead_s: float
     capacity_rps: float
     feasible: bool
@@ -119,6 +125,7 @@ class BatchPlan:
         d = asdict(self)
         d.update(max_delay_ms=1e3 * self.max_delay_s, slo_ms=1e3 * self.slo_s,
                  batch_budget_ms=1e3 * self.batch_budget_s, batch_p99_ms=1e3 * self.batch_p99_s,
+                 batch_p50_ms=1e3 * self.batch_p50_s,
                  request_overhead_ms=1e3 * self.request_overhead_s)
         return d
 
@@ -130,7 +137,8 @@ class BatchPlan:
     def describe(self) -> str:
         """The plan in one line, for logs."""
         return (f"batching plan: max_batch={self.max_batch} (controller range 1..{self.cap}), "
-                f"max_delay={1e3 * self.max_delay_s:.2f} ms, batch p99={1e3 * self.batch_p99_s:.2f} ms "
+                f"max_delay={1e3 * self.max_delay_s:.2f} ms, batch p50/p99={1e3 * self.batch_p50_s:.2f}/"
+                f"{1e3 * self.batch_p99_s:.2f} ms "
                 f"(budget {1e3 * self.batch_budget_s:.2f} ms of SLO {1e3 * self.slo_s:.0f} ms), "
                 f"request overhead {1e3 * self.request_overhead_s:.3f} ms, capacity ~{self.capacity_rps:,.0f} req/s (model + JSON; HTTP not counted); "
                 f"{self.reason}")
@@ -174,6 +182,7 @@ def plan_batching(profile: LatencyProfile, slo_s: float, *, request_overhead_s: 
     o = float(request_overhead_s)
     budget = slo_s * (1.0 - headroom) / 2.0
     sizes = np.array(profile.batch_sizes, dtype=np.int64)
+    p50 = np.array(profile.p50_s, dtype=np.float64)
     p99 = np.array(profile.p99_s, dtype=np.float64)
     allowed = sizes <= (max_batch if max_batch is not None else sizes[-1])
     if not allowed.any():
@@ -182,26 +191,28 @@ def plan_batching(profile: LatencyProfile, slo_s: float, *, request_overhead_s: 
     if not feasible.any():
         b, s = int(sizes[0]), float(p99[0])
         return BatchPlan(max_batch=b, max_delay_s=0.0 if max_delay_s is None else max_delay_s, cap=b, slo_s=slo_s,
-                         batch_budget_s=budget, batch_p99_s=s, request_overhead_s=o, capacity_rps=1 / (o + s / b),
-                         feasible=False, headroom=headroom, tolerance=tolerance,
+                         batch_budget_s=budget, batch_p99_s=s, batch_p50_s=float(p50[0]), request_overhead_s=o,
+                         capacity_rps=1 / (o + float(p50[0]) / b), feasible=False, headroom=headroom,
+                         tolerance=tolerance,
                          reason=f"even {b} row(s) take {1e3 * s:.2f} ms > the {1e3 * budget:.2f} ms budget: "
                                 f"the SLO cannot be met; not batching")
-    throughput = np.where(feasible, 1.0 / (o + p99 / sizes), 0.0)
+    throughput = np.where(feasible, 1.0 / (o + p50 / sizes), 0.0)
     best = throughput.max()
     choice = int(np.flatnonzero(feasible & (throughput >= (1.0 - tolerance) * best))[0])
-    b, s = int(sizes[choice]), float(p99[choice])
+    b, s, s50 = int(sizes[choice]), float(p99[choice]), float(p50[choice])
     cap = int(sizes[np.flatnonzero(feasible)[-1]])
     if b == 1:
         delay = 0.0            # nothing to wait for: a batch of one is full on arrival
         reason = "batch size 1 already gives the best feasible throughput" if cap > 1 else "batching disabled"
     else:
-        delay = s
+        delay = s50
         reason = (f"{b} rows per batch reach {throughput[choice]:,.0f} req/s, within {100 * tolerance:.0f}% of the "
                   f"best feasible {best:,.0f} req/s")
     if max_delay_s is not None:
         delay = max_delay_s
     return BatchPlan(max_batch=b, max_delay_s=float(delay), cap=cap, slo_s=slo_s, batch_budget_s=budget,
-                     batch_p99_s=s, request_overhead_s=o, capacity_rps=float(throughput[choice]), feasible=True,
+                     batch_p99_s=s, batch_p50_s=s50, request_overhead_s=o, capacity_rps=float(throughput[choice]),
+                     feasible=True,
                      headroom=headroom, tolerance=tolerance, reason=reason)
 
 

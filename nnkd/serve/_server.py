@@ -188,8 +188,10 @@ def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms
         logger.warning("the SLO of %.0f ms cannot be met by this student on this machine", slo_ms)
     if not is_loopback(host):
         logger.warning("binding to %s: the server is reachable from other machines", host)
+    # No access log, proxy-header rewriting, Server or Date header: per-request work nobody
+    # asked for on a loopback inference server.
     common = {"host": host, "port": port, "log_level": log_level, "access_log": False, "lifespan": "on",
-              "timeout_graceful_shutdown": None}
+              "timeout_graceful_shutdown": None, "proxy_headers": False, "server_header": False, "date_header": False}
     if workers == 1:
         uvicorn.run(build_app(student, prepared), **common)
     else:
