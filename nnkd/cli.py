@@ -144,10 +144,11 @@ def _serve_cli(args) -> None:
 
     from nnkd.serve import run_server
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("nnkd serve: %(message)s"))
     logger = logging.getLogger("nnkd.serve")
-    logger.addHandler(handler)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("nnkd serve: %(message)s"))
+        logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     run_server(args.student_dir, host=args.host, port=args.port, slo_ms=args.slo_ms, workers=args.workers,
                max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, max_body_bytes=args.max_body_bytes,

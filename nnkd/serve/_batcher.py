@@ -278,5 +278,8 @@ class MicroBatcher:
             if self.controller is not None and results is not None:
                 self.max_batch = self.controller.observe(X.shape[0], service)
             if self._on_batch is not None:
-                self._on_batch(BatchStats(rows=X.shape[0], requests=len(items), service_s=service,
-                                          queue_waits_s=[started - it.enqueued for it in items]))
+                try:
+                    self._on_batch(BatchStats(rows=X.shape[0], requests=len(items), service_s=service,
+                                              queue_waits_s=[started - it.enqueued for it in items]))
+                except Exception:                             # bookkeeping must never stop serving
+                    logger.exception("on_batch callback failed")
