@@ -530,3 +530,31 @@ def test_micro_batcher_errors_reach_every_request_of_the_batch():
 
     out = asyncio.run(scenario())
     assert all(isinstance(e, RuntimeError) and str(e) == "boom" for e in out)
+
+
+def test_a_failing_prediction_is_a_json_500_and_serving_goes_on(student_dir, oracle):
+    from nnkd.serve import ServeConfig, create_app
+
+    student = load_student(student_dir)          # patched below; the oracle stays untouched
+    plan = plan_batching(LatencyProfile((1, 8), (1e-4, 2e-4), (1e-4, 2e-4)), 0.05)
+    app = create_app(student, plan, ServeConfig(slo_s=0.05))
+    real = student.predict_proba
+    X = _rows(2, 6)
+
+    async def scenario():
+        async with app.starlette.router.lifespan_context(app.starlette):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                student.predict_proba = lambda rows: 1 / 0
+                try:
+                    failed = await client.post("/v1/predict", json={"instances": X.tolist()})
+                finally:
+                    student.predict_proba = real
+                ok = await client.post("/v1/predict", json={"instances": X.tolist()})
+                metrics = (await client.get("/metrics")).text
+        return failed, ok, metrics
+
+    failed, ok, metrics = asyncio.run(scenario())
+    assert failed.status_code == 500 and failed.json() == {"error": "internal server error (see the server log)."}
+    assert ok.status_code == 200 and ok.json()["label"] == oracle.predict(X).tolist()
+    assert 'nnkd_request_errors_total{endpoint="/v1/predict",code="500"} 1' in metrics
