@@ -73,8 +73,12 @@ class ServeConfig:
             raise ValueError("slo_s must be > 0 and max_body_bytes, max_instances, max_queue_rows >= 1.")
 
 
+# One encoder for every response: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def _json_bytes(content) -> bytes:
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(content).encode()
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
