@@ -63,7 +63,7 @@ def _start_server(student_dir: Path, *args: str) -> tuple[subprocess.Popen, str]
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{proc.stdout.read()}")
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{_stop(proc)}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
                 return proc, url
@@ -82,7 +82,10 @@ def _stop(proc: subprocess.Popen) -> str:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
+    if proc.stdout is None:
+        return ""
+    with proc.stdout:
+        return proc.stdout.read()
 
 
 @pytest.fixture(scope="module")

@@ -231,11 +231,11 @@ class _Connection(asyncio.Protocol):
 
 
 class _Client:
-    def __init__(self, host: str, port: int, requests: list[bytes], concurrency: int, slo_s: float):
+    def __init__(self, host: str, port: int, requests: list[bytes], concurrency: int):
         self.host, self.port = host, port
         self.requests = requests
         self.concurrency = concurrency
-        self.slo_s = slo_s
+        self.connections: list[_Connection] = []
         self.idle: list[_Connection] = []
         self.open = 0
         self.opened = 0
@@ -282,6 +282,7 @@ class _Client:
             self.failed += 1
             self._finish()
             return
+        self.connections.append(conn)
         self.outstanding -= 1                     # _start counts it again
         self._start(conn, scheduled)
 
@@ -320,8 +321,11 @@ class _Client:
             self.all_done.set()
 
     def close(self) -> None:
-        for conn in self.idle:
-            if conn.transport is not None:
+        """Close every connection, idle or still waiting for an answer."""
+        for conn in self.connections:
+            if not conn.closed:
+                conn.closed = True
+                conn.scheduled = None             # already counted as unanswered
                 conn.transport.close()
         self.idle.clear()
 
@@ -371,7 +375,7 @@ async def run_loadtest_async(url: str, *, rate: float, duration_s: float, burst:
         raise ValueError(f"--dim {dim} must be >= 1.")
     report = LoadTestReport(url=url, rate=rate, duration_s=duration_s, burst=burst, concurrency=concurrency, dim=dim,
                             instances_per_request=instances, slo_ms=slo_ms, planned=int(schedule.size))
-    client = _Client(host, port, _encode_requests(host, port, path, dim, instances, seed), concurrency, slo_ms / 1e3)
+    client = _Client(host, port, _encode_requests(host, port, path, dim, instances, seed), concurrency)
     loop = asyncio.get_running_loop()
     cpu0 = time.process_time()
     t0 = loop.time() + 0.05
@@ -393,6 +397,7 @@ async def run_loadtest_async(url: str, *, rate: float, duration_s: float, burst:
             pass
     unanswered = client.outstanding
     client.close()
+    await asyncio.sleep(0)                         # let the transports run their close callbacks
     end = max(client.last_done, last_send)
     cpu = time.process_time() - cpu0
     lat = 1e3 * np.asarray(client.latencies)
