@@ -561,3 +561,28 @@ def test_a_failing_prediction_is_a_json_500_and_serving_goes_on(student_dir, ora
     assert failed.status_code == 500 and failed.json() == {"error": "internal server error (see the server log)."}
     assert ok.status_code == 200 and ok.json()["label"] == oracle.predict(X).tolist()
     assert 'nnkd_request_errors_total{endpoint="/v1/predict",code="500"} 1' in metrics
+
+
+def test_teacher_space_student_says_it_takes_embeddings():
+    from nnkd.serve import ServeConfig, create_app
+
+    rng = np.random.default_rng(7)
+    student = Student(classes=np.arange(2), prototypes=rng.normal(size=(10, 5)), label_vectors=np.eye(2)[[0, 1] * 5],
+                      space="teacher")
+    plan = plan_batching(LatencyProfile((1,), (1e-4,), (1e-4,)), 0.05)
+    app = create_app(student, plan, ServeConfig(slo_s=0.05))
+
+    async def scenario():
+        async with (app.starlette.router.lifespan_context(app.starlette),
+                    httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client):
+            model = (await client.get("/v1/model")).json()
+            bad = await client.post("/v1/predict", json={"instances": [[0.0] * 4]})
+            good = await client.post("/v1/predict", json={"instances": rng.normal(size=(3, 5)).tolist()})
+        return model, bad, good
+
+    model, bad, good = asyncio.run(scenario())
+    assert model["student"]["space"] == "teacher" and model["student"]["n_features_in"] == 5
+    assert model["student"]["expects"].startswith("teacher embeddings: 5 values per instance")
+    assert bad.status_code == 422
+    assert bad.json()["error"] == "instances[0] has 4 values; this student expects 5 (teacher embeddings)."
+    assert good.status_code == 200 and len(good.json()["label"]) == 3

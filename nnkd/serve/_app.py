@@ -3,7 +3,8 @@
 Endpoints: ``POST /v1/predict``, ``POST /v1/neighbors``, ``GET /v1/model``, ``GET /healthz``,
 ``GET /readyz``, ``GET /metrics``. A bad request is answered with a 4xx status and
 ``{"error": "..."}`` naming the problem; it never reaches the batching queue, so other
-requests are unaffected.
+requests are unaffected. The two inference POST routes, which carry the traffic, are
+answered by :class:`_FrontDoor` before Starlette's middleware; Starlette serves the rest.
 """
 
 from __future__ import annotations
