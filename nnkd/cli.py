@@ -140,16 +140,10 @@ def _add_bench_parser(sub) -> None:
 
 
 def _serve_cli(args) -> None:
-    import logging
-
     from nnkd.serve import run_server
+    from nnkd.serve._server import log_to_stderr
 
-    logger = logging.getLogger("nnkd.serve")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("nnkd serve: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    log_to_stderr()
     run_server(args.student_dir, host=args.host, port=args.port, slo_ms=args.slo_ms, workers=args.workers,
                max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, max_body_bytes=args.max_body_bytes,
                max_instances=args.max_instances, max_queue_rows=args.max_queue_rows, log_level=args.log_level)

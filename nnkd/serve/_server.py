@@ -137,9 +137,21 @@ def build_app(student: Student, prepared: PreparedServer):
     return create_app(student, BatchPlan.from_dict(prepared.plan), config, profile=profile)
 
 
+def log_to_stderr() -> None:
+    """Send the ``nnkd.serve`` log (plan, start, stop) to stderr; for the processes that
+    ``nnkd serve`` starts, never called on import."""
+    logger = logging.getLogger("nnkd.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("nnkd serve: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def worker_app():
     """App factory of a uvicorn worker process (``--workers > 1``): re-validates the
     student and uses the plan the parent process made."""
+    log_to_stderr()
     limit_threads()
     prepared = PreparedServer(**json.loads(os.environ[_ENV_CONFIG]))
     return build_app(load_student(prepared.student_dir), prepared)
