@@ -586,3 +586,26 @@ def test_teacher_space_student_says_it_takes_embeddings():
     assert bad.status_code == 422
     assert bad.json()["error"] == "instances[0] has 4 values; this student expects 5 (teacher embeddings)."
     assert good.status_code == 200 and len(good.json()["label"]) == 3
+
+
+def test_micro_batcher_refuses_when_full_or_not_running():
+    from nnkd.serve import NotRunningError, QueueFullError
+
+    def run_batch(X, sizes, options):
+        return [None] * len(sizes)
+
+    async def scenario():
+        b = MicroBatcher(run_batch, max_batch=100, max_delay_s=0.5, max_queue_rows=3)
+        with pytest.raises(NotRunningError):
+            await b.submit(np.zeros((1, 2), np.float32))
+        await b.start()
+        first = asyncio.ensure_future(b.submit(np.zeros((3, 2), np.float32)))   # waits for the delay
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError, match="3 rows waiting"):
+            await b.submit(np.zeros((1, 2), np.float32))
+        await b.stop()
+        with pytest.raises(NotRunningError):
+            await b.submit(np.zeros((1, 2), np.float32))
+        return await first
+
+    assert asyncio.run(scenario()) is None
