@@ -139,6 +139,75 @@ def _add_bench_parser(sub) -> None:
     p.set_defaults(func=_bench_convert_cli)
 
 
+def _serve_cli(args) -> None:
+    from nnkd.serve import run_server
+    from nnkd.serve._server import log_to_stderr
+
+    log_to_stderr()
+    run_server(args.student_dir, host=args.host, port=args.port, slo_ms=args.slo_ms, workers=args.workers,
+               max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, max_body_bytes=args.max_body_bytes,
+               max_instances=args.max_instances, max_queue_rows=args.max_queue_rows, log_level=args.log_level)
+
+
+def _loadtest_cli(args) -> None:
+    from nnkd.serve import run_loadtest
+
+    report = run_loadtest(args.url, rate=args.rate, duration_s=args.duration, burst=args.burst,
+                          concurrency=args.concurrency, dim=args.dim, instances=args.instances, slo_ms=args.slo_ms,
+                          timeout_s=args.timeout, seed=args.seed, allow_remote=args.allow_remote,
+                          max_requests=args.max_requests)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_text())
+    if args.out:
+        Path(args.out).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+
+
+def _positive(kind):
+    def parse(text):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} is not > 0")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_serve_parsers(sub) -> None:
+    p = sub.add_parser("serve", help="serve a saved student over HTTP with SLO-aware adaptive batching")
+    p.add_argument("student_dir", metavar="STUDENT_DIR", help="directory written by Student.save (checksums verified)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--slo-ms", type=_positive(float), default=50.0, help="p99 latency objective the batching plan meets")
+    p.add_argument("--workers", type=_positive(int), default=1, help="uvicorn worker processes")
+    p.add_argument("--max-batch", type=_positive(int), default=None,
+                   help="cap on rows per batch (1: no batching; default: as planned, up to 1024)")
+    p.add_argument("--max-delay-ms", type=float, default=None, help="override the planned queue delay")
+    p.add_argument("--max-body-bytes", type=_positive(int), default=None, help="largest request body (default 4 MiB)")
+    p.add_argument("--max-instances", type=_positive(int), default=None, help="most rows per request (default 1024)")
+    p.add_argument("--max-queue-rows", type=_positive(int), default=None,
+                   help="rows waiting for a batch beyond which requests get 503 (default 100000)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=_serve_cli)
+    p = sub.add_parser("loadtest", help="open-loop Poisson load against an nnkd server: throughput, latency, errors")
+    p.add_argument("url", metavar="URL", help="http://127.0.0.1:8000 (posts to /v1/predict) or a full endpoint URL")
+    p.add_argument("--rate", type=_positive(float), required=True, help="mean requests per second")
+    p.add_argument("--duration", type=_positive(float), required=True, help="seconds of arrivals")
+    p.add_argument("--burst", action="store_true", help="bursty arrivals: 0.2 s at 3x then 0.8 s at 0.5x the rate")
+    p.add_argument("--concurrency", type=_positive(int), default=256,
+                   help="most requests in flight; arrivals beyond it are dropped and counted as errors")
+    p.add_argument("--dim", type=_positive(int), default=None, help="values per instance (default: ask /v1/model)")
+    p.add_argument("--instances", type=_positive(int), default=1, help="rows per request")
+    p.add_argument("--slo-ms", type=_positive(float), default=50.0, help="latency objective counted as SLO misses")
+    p.add_argument("--timeout", type=_positive(float), default=10.0,
+                   help="seconds to wait for outstanding responses after the last send")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-requests", type=_positive(int), default=1_000_000, help="refuse larger schedules")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--out", default=None, help="also write the JSON report to this file")
+    p.set_defaults(func=_loadtest_cli)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnkd", description="Nearest-neighbour sample compression and distillation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -152,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_show_config_cli)
     _add_bench_parser(sub)
+    _add_serve_parsers(sub)
     return parser
 
 
