@@ -13,7 +13,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from nnkd.distill import DataImpressions, TreeDistiller, class_similarity, dirichlet_concentration
 from nnkd.student import Student, load_student
 from nnkd.teachers import CallableTeacher, TorchTeacher, train_mlp_teacher
-from nnkd.trees import SoftDecisionTreeClassifier, input_filters, plot_tree
+from nnkd.trees import SoftDecisionTreeClassifier, node_filters, plot_tree
 from nnkd.trees._module import SoftDecisionTree
 from nnkd.trees._objective import RunningSplit, penalty_weights
 from nnkd.trees._training import tree_objective
@@ -120,6 +120,15 @@ def digits_teacher(digits):
 @parametrize_with_checks([SoftDecisionTreeClassifier(depth=3, max_epochs=20, batch_size=32)])
 def test_sklearn_api(estimator, check):
     check(estimator)
+
+
+def test_learned_betas_train_and_are_exported(digits):
+    X, y, Q, _ = digits
+    tree = SoftDecisionTreeClassifier(depth=3, beta="learned", max_epochs=5).fit(X, y)
+    betas = tree.student_.gate_betas
+    assert betas.shape == (7,) and (betas > 0).all() and not np.allclose(betas, 1.0)
+    fixed = SoftDecisionTreeClassifier(depth=3, beta=0.5, max_epochs=2).fit(X, y)
+    assert_array_equal(fixed.student_.gate_betas, np.full(7, 0.5, dtype=np.float32))
 
 
 def test_student_predicts_what_the_torch_module_predicts(rng):
@@ -229,10 +238,11 @@ def test_plot_tree(digits, tmp_path):
     X, y, _, _ = digits
     tree = SoftDecisionTreeClassifier(depth=2, max_epochs=3).fit(X, y)
     s = tree.to_student()
-    assert_allclose(input_filters(s), s.gate_weights * s.gate_betas[:, None] / s.input_scale, rtol=1e-6)
+    assert_allclose(node_filters(s), s.gate_weights * s.gate_betas[:, None], rtol=1e-6)
+    assert_allclose(node_filters(s, "input"), s.gate_weights * s.gate_betas[:, None] / s.input_scale, rtol=1e-6)
     png = tree.plot_tree(tmp_path / "tree.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bars = plot_tree(s, tmp_path / "bars.png", image_shape=None, class_names=[str(k) for k in range(10)])
+    bars = plot_tree(s, tmp_path / "bars.png", image_shape=None, class_names=[str(k) for k in range(10)], units="input")
     assert bars.stat().st_size > 1000
     with pytest.raises(ValueError, match="image_shape"):
         plot_tree(s, tmp_path / "x.png", image_shape=(5, 5))

@@ -157,7 +157,7 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return self.student_
 
-    def plot_tree(self, path, *, image_shape="auto", class_names=None) -> Path:
-        """Draw the tree (see :func:`nnkd.trees.plot_tree`)."""
+    def plot_tree(self, path, **kwargs) -> Path:
+        """Draw the tree (keyword arguments as :func:`nnkd.trees.plot_tree`)."""
         check_is_fitted(self)
-        return self.tree_.plot_tree(path, image_shape=image_shape, class_names=class_names)
+        return self.tree_.plot_tree(path, **kwargs)

@@ -14,14 +14,19 @@ from nnkd.student import Student
 _LEAF_WIDTH_IN, _LEVEL_HEIGHT_IN = 0.55, 1.0
 
 
-def input_filters(student: Student) -> np.ndarray:
-    """Each inner node's effective filter on raw inputs, ndarray of shape (n_inner, n_features).
+def node_filters(student: Student, units: str = "standardised") -> np.ndarray:
+    """Each inner node's filter, ndarray of shape (n_inner, n_features), float64.
 
-    The gate reads ``beta (w . (x - mean) / scale + b)``, so on raw ``x`` its weights are
-    ``beta w / scale``: what the node looks at, in the units the user knows (pixels).
+    The gate reads ``beta (w . (x - mean) / scale + b)``. ``units="standardised"``: ``beta w``,
+    the change of the gate's input per standard deviation of each feature (how much a
+    feature's typical variation matters); ``units="input"``: ``beta w / scale``, the weights on
+    raw inputs (nearly constant features, such as border pixels, get large weights there
+    although they hardly move the gate).
     """
+    if units not in ("standardised", "input"):
+        raise ValueError(f"units={units!r} must be 'standardised' or 'input'.")
     W = student.gate_weights.astype(np.float64) * student.gate_betas[:, None]
-    return W if student.input_scale is None else W / student.input_scale
+    return W / student.input_scale if units == "input" and student.input_scale is not None else W
 
 
 def _image_shape(n_features: int, image_shape) -> tuple[int, int] | None:
@@ -37,12 +42,13 @@ def _image_shape(n_features: int, image_shape) -> tuple[int, int] | None:
     return shape
 
 
-def plot_tree(student: Student, path, *, image_shape="auto", class_names=None, dpi: int = 80) -> Path:
+def plot_tree(student: Student, path, *, image_shape="auto", class_names=None, units: str = "standardised",
+              dpi: int = 80) -> Path:
     """Draw a ``kind="tree"`` student into an image file (format from the suffix of ``path``).
 
-    Inner nodes show their filter on raw inputs (:func:`input_filters`): an image (red
-    positive, blue negative; a row goes right when the weighted sum is high) when the
-    features form one, else a bar per feature. Leaves show their class distribution, titled
+    Inner nodes show their filter (:func:`node_filters`): an image (red positive, blue
+    negative; a row goes right when the weighted sum is high) when the features form one,
+    else a bar per feature. Leaves show their class distribution, titled
     with the most probable class.
 
     Parameters
@@ -56,6 +62,8 @@ def plot_tree(student: Student, path, *, image_shape="auto", class_names=None, d
         feature count is a perfect square; ``None``: always bars.
     class_names : sequence of str, default=None
         Leaf labels (default: the student's classes).
+    units : {"standardised", "input"}, default="standardised"
+        Filter units (see :func:`node_filters`).
     dpi : int, default=80
 
     Returns
@@ -74,7 +82,7 @@ def plot_tree(student: Student, path, *, image_shape="auto", class_names=None, d
     names = [str(c) for c in (student.classes if class_names is None else class_names)]
     if len(names) != len(student.classes):
         raise ValueError(f"class_names has {len(names)} names for {len(student.classes)} classes.")
-    filters = input_filters(student)
+    filters = node_filters(student, units)
     n_leaves = 2 ** depth
     fig_w, fig_h = max(6.0, n_leaves * _LEAF_WIDTH_IN), (depth + 1) * _LEVEL_HEIGHT_IN + 0.4
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)

