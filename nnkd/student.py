@@ -1,12 +1,18 @@
 """``Student``: the inference-time artifact of distillation. NumPy + index only (never torch).
 
-A student maps an input row to class probabilities with a small set of prototypes:
+A student maps an input row to class probabilities with a small set of prototypes, or with a
+soft decision tree:
 
 - ``kind="knn"``: the ``n_neighbors`` nearest prototypes (through an :mod:`nnkd.index`
   Index) vote with kernel weights; each prototype carries a class distribution (the mean
   teacher distribution of its cell);
 - ``kind="rbf"`` (ProtoNN-style): ``logits = sum_j Z_j exp(-gamma^2 |W x - b_j|^2)`` over all
-  prototypes ``b_j`` with label vectors ``Z_j``; probabilities are ``softmax(logits)``.
+  prototypes ``b_j`` with label vectors ``Z_j``; probabilities are ``softmax(logits)``;
+- ``kind="tree"`` (Frosst & Hinton's soft decision tree): inner node ``i`` (breadth-first
+  order, children ``2i + 1`` left and ``2i + 2`` right) sends a row right with probability
+  ``sigmoid(beta_i (w_i . x + b_i))``; a leaf's path probability is the product along its
+  path; ``inference="max_path"`` answers with the distribution of the most probable leaf,
+  ``"mixture"`` with the path-weighted average of all leaf distributions.
 
 Inputs are standardised (``input_mean``, ``input_scale``) and projected (``projection``)
 first when the student has them. A student saved with :meth:`Student.save` is a directory
@@ -32,23 +38,33 @@ _ARRAYS = "arrays.npz"
 _META = "student.json"
 #: Storage types of the float parameters and their bytes per parameter.
 DTYPES = {"float32": 4, "float16": 2}
-_FLOAT_FIELDS = ("prototypes", "label_vectors", "projection", "input_mean", "input_scale")
+_FLOAT_FIELDS = ("prototypes", "label_vectors", "projection", "input_mean", "input_scale", "gate_weights",
+                 "gate_biases", "gate_betas", "leaf_distributions")
 _ARRAY_FIELDS = ("prototypes", "label_vectors", "projection", "input_mean", "input_scale", "support",
-                 "cell_indptr", "cell_indices", "output_classes")
+                 "cell_indptr", "cell_indices", "output_classes", "gate_weights", "gate_biases", "gate_betas",
+                 "leaf_distributions")
+_TREE_FIELDS = ("gate_weights", "gate_biases", "gate_betas", "leaf_distributions")
+TREE_INFERENCE = ("max_path", "mixture")
+
+
+def _sigmoid(a: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow for large ``|a|``."""
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
 
 
 @dataclass
 class Student:
-    """A distilled nearest-prototype classifier (see the module docstring).
+    """A distilled nearest-prototype or soft-tree classifier (see the module docstring).
 
     Attributes
     ----------
     classes : ndarray of shape (n_classes,)
     prototypes : ndarray of shape (n_prototypes, n_dims), float32
-        In the student's working space (after standardisation and projection).
+        In the student's working space (after standardisation and projection); ``None`` for
+        a tree.
     label_vectors : ndarray of shape (n_prototypes, n_classes), float32
         Class distributions (``"knn"``) or label vectors (``"rbf"``); with ``output_classes``,
-        one column per output (e.g. LELP pseudo-subclasses).
+        one column per output (e.g. LELP pseudo-subclasses); ``None`` for a tree.
     dtype : {"float32", "float16"}
         Storage type of the float parameters. ``"float16"`` halves the artifact: parameters are
         rounded to float16 once (in memory as well, so predictions before and after saving
@@ -56,17 +72,27 @@ class Student:
     output_classes : ndarray of int64 or None
         ``"rbf"`` only: the class of each output column; a class's probability is the sum of
         its outputs' softmax probabilities.
-    kind : {"knn", "rbf"}
+    kind : {"knn", "rbf", "tree"}
     space : {"input", "teacher", "projection"}
         ``"teacher"``: inputs are teacher embeddings, not raw rows.
     support, cell_indptr, cell_indices : ndarray of int64 or None
         Transfer-set row each prototype started from, and the rows of each prototype's
         cell (``cell_indices[cell_indptr[j]:cell_indptr[j + 1]]``): what ``explain`` reports.
+    gate_weights : ndarray of shape (2**depth - 1, n_features), float32
+        ``kind="tree"``: each inner node's filter (standardised inputs), breadth-first order.
+    gate_biases, gate_betas : ndarray of shape (2**depth - 1,), float32
+        ``kind="tree"``: biases and inverse temperatures of the inner nodes.
+    leaf_distributions : ndarray of shape (2**depth, n_classes), float32
+        ``kind="tree"``: each leaf's class distribution, leaves left to right.
+    depth : int
+        ``kind="tree"``: levels of inner nodes.
+    inference : {"max_path", "mixture"}
+        ``kind="tree"``: the most probable leaf's distribution, or the path-weighted mixture.
     """
 
     classes: np.ndarray
-    prototypes: np.ndarray
-    label_vectors: np.ndarray
+    prototypes: np.ndarray | None = None
+    label_vectors: np.ndarray | None = None
     kind: str = "knn"
     space: str = "input"
     metric: str = "euclidean"
@@ -84,16 +110,64 @@ class Student:
     bound: float | None = None
     index: str = "exact"
     meta: dict = field(default_factory=dict)
+    gate_weights: np.ndarray | None = None
+    gate_biases: np.ndarray | None = None
+    gate_betas: np.ndarray | None = None
+    leaf_distributions: np.ndarray | None = None
+    depth: int | None = None
+    inference: str = "max_path"
 
     def __post_init__(self):
         self.classes = np.asarray(self.classes)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r} must be one of {sorted(DTYPES)}.")
+        if self.kind not in ("knn", "rbf", "tree"):
+            raise ValueError(f"kind={self.kind!r} must be 'knn', 'rbf' or 'tree'.")
+        if self.kind == "tree":
+            self._check_tree()
+        else:
+            self._check_prototypes()
+        self._check_standardisation()
+        self._round_to_dtype()
+        self._index = None
+
+    def _check_tree(self):
+        given = [name for name in ("prototypes", "label_vectors", "projection") if getattr(self, name) is not None]
+        if given:
+            raise ValueError(f"kind='tree' takes no {', '.join(given)}; pass gate_weights, gate_biases, gate_betas "
+                             "and leaf_distributions.")
+        if any(getattr(self, name) is None for name in _TREE_FIELDS) or self.depth is None:
+            raise ValueError("kind='tree' needs gate_weights, gate_biases, gate_betas, leaf_distributions and depth.")
+        if self.space != "input":
+            raise ValueError(f"kind='tree' works on input rows: space must be 'input', not {self.space!r}.")
+        if self.inference not in TREE_INFERENCE:
+            raise ValueError(f"inference={self.inference!r} must be one of {TREE_INFERENCE}.")
+        self.depth = int(self.depth)
+        if self.depth < 1:
+            raise ValueError(f"depth={self.depth} must be >= 1.")
+        n_inner, n_leaves = 2 ** self.depth - 1, 2 ** self.depth
+        self.gate_weights = check_points(self.gate_weights, "gate_weights")
+        expected = {"gate_weights": (n_inner, self.gate_weights.shape[1]), "gate_biases": (n_inner,),
+                    "gate_betas": (n_inner,), "leaf_distributions": (n_leaves, len(self.classes))}
+        for name, shape in expected.items():
+            value = np.ascontiguousarray(getattr(self, name), dtype=np.float32)
+            if value.shape != shape or not np.isfinite(value).all():
+                raise ValueError(f"{name} must be finite with shape {shape} for a depth-{self.depth} tree over "
+                                 f"{len(self.classes)} classes; got shape {value.shape}.")
+            setattr(self, name, value)
+        if (self.leaf_distributions < 0).any() or not np.allclose(self.leaf_distributions.sum(axis=1), 1.0,
+                                                                 atol=1e-4):
+            raise ValueError("leaf_distributions must be non-negative with rows summing to 1.")
+
+    def _check_prototypes(self):
+        if self.prototypes is None or self.label_vectors is None:
+            raise ValueError(f"kind={self.kind!r} needs prototypes and label_vectors.")
+        given = [name for name in _TREE_FIELDS if getattr(self, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} belong to kind='tree', not kind={self.kind!r}.")
         self.prototypes = check_points(self.prototypes, "prototypes")
         self.label_vectors = np.ascontiguousarray(self.label_vectors, dtype=np.float32)
         m, d = self.prototypes.shape
-        if self.kind not in ("knn", "rbf"):
-            raise ValueError(f"kind={self.kind!r} must be 'knn' or 'rbf'.")
         if self.space not in ("input", "teacher", "projection"):
             raise ValueError(f"space={self.space!r} must be 'input', 'teacher' or 'projection'.")
         n_out = len(self.classes)
@@ -115,6 +189,8 @@ class Student:
             self.projection = np.ascontiguousarray(self.projection, dtype=np.float32)
             if self.projection.ndim != 2 or self.projection.shape[0] != d:
                 raise ValueError(f"projection has shape {self.projection.shape}; expected ({d}, n_features).")
+
+    def _check_standardisation(self):
         n_in = self.n_features_in
         for name in ("input_mean", "input_scale"):
             value = getattr(self, name)
@@ -125,6 +201,8 @@ class Student:
                 setattr(self, name, value)
         if self.input_scale is not None and (self.input_scale <= 0).any():
             raise ValueError("input_scale must be > 0.")
+
+    def _round_to_dtype(self):
         if self.dtype == "float16":
             for name in _FLOAT_FIELDS:
                 value = getattr(self, name)
@@ -133,18 +211,22 @@ class Student:
                     if not np.isfinite(half).all():
                         raise ValueError(f"{name} overflows float16; use dtype='float32'.")
                     setattr(self, name, half.astype(np.float32))
-        self._index = None
 
     # -- shape and size --------------------------------------------------------------------
     @property
     def n_features_in(self) -> int:
         """Width of the rows ``predict`` takes (raw features, or teacher embedding dims)."""
+        if self.kind == "tree":
+            return self.gate_weights.shape[1]
         return self.projection.shape[1] if self.projection is not None else self.prototypes.shape[1]
 
     @property
     def size_bytes(self) -> int:
         """Bytes of every parameter prediction needs (at ``dtype``), explanation data excluded."""
-        n = self.prototypes.size + self.label_vectors.size + (self.kind == "rbf")
+        if self.kind == "tree":
+            n = sum(getattr(self, name).size for name in _TREE_FIELDS)
+        else:
+            n = self.prototypes.size + self.label_vectors.size + (self.kind == "rbf")
         for extra in (self.projection, self.input_mean, self.input_scale, self.output_classes):
             n += 0 if extra is None else extra.size
         return DTYPES[self.dtype] * int(n)
@@ -174,8 +256,28 @@ class Student:
         K = np.exp(-(self.gamma ** 2) * d2)
         return K @ self.label_vectors.astype(np.float64), d2
 
+    def route(self, X) -> np.ndarray:
+        """``kind="tree"``: path probability of every leaf, ndarray of shape (n_queries, 2**depth),
+        float64 (rows sum to 1)."""
+        if self.kind != "tree":
+            raise ValueError(f"route is defined for kind='tree' students, not kind={self.kind!r}.")
+        Z = self.transform(X).astype(np.float64)
+        gates = _sigmoid(self.gate_betas * (Z @ self.gate_weights.T.astype(np.float64) + self.gate_biases))
+        mu = np.ones((Z.shape[0], 1))
+        for level in range(self.depth):
+            right = gates[:, 2 ** level - 1:2 ** (level + 1) - 1]
+            # children of the j-th node of a level are the (2j)-th and (2j+1)-th of the next
+            mu = np.stack((mu * (1.0 - right), mu * right), axis=2).reshape(Z.shape[0], -1)
+        return mu
+
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, ndarray of shape (n_queries, n_classes), float64."""
+        if self.kind == "tree":
+            mu = self.route(X)
+            leaves = self.leaf_distributions.astype(np.float64)
+            if self.inference == "max_path":
+                return leaves[np.argmax(mu, axis=1)]
+            return mu @ leaves
         Z = self.transform(X)
         if self.kind == "rbf":
             logits, _ = self._rbf_logits(Z)
@@ -199,7 +301,14 @@ class Student:
 
     def explain(self, X, k: int = 3) -> list[dict]:
         """Per row: the ``k`` nearest prototypes, their distances, class distributions (or
-        label vectors), labels and the transfer-set rows each stands for."""
+        label vectors), labels and the transfer-set rows each stands for.
+
+        For ``kind="tree"`` (``k`` is ignored): the most probable root-to-leaf path, each inner
+        node on it with its probability of going right and the branch taken, and the leaf
+        with its path probability and class distribution.
+        """
+        if self.kind == "tree":
+            return self._explain_tree(X)
         Z = self.transform(X)
         k = min(int(k), self.prototypes.shape[0])
         if k < 1:
@@ -218,6 +327,24 @@ class Student:
                                "support_row": None if self.support is None else int(self.support[j]),
                                "training_rows": members.tolist()})
             out.append({"prediction": preds[i].item(), "prototypes": protos})
+        return out
+
+    def _explain_tree(self, X) -> list[dict]:
+        mu = self.route(X)
+        Z = self.transform(X).astype(np.float64)
+        preds = self.predict(X)
+        out = []
+        for i, leaf in enumerate(np.argmax(mu, axis=1)):
+            node, path = 0, []
+            for level in range(self.depth):
+                go_right = (int(leaf) >> (self.depth - 1 - level)) & 1      # leaf index bits, root first
+                a = self.gate_betas[node] * (Z[i] @ self.gate_weights[node].astype(np.float64) + self.gate_biases[node])
+                path.append({"node": node, "p_right": float(_sigmoid(a)), "branch": "right" if go_right else "left"})
+                node = 2 * node + 1 + go_right
+            dist = self.leaf_distributions[leaf]
+            out.append({"prediction": preds[i].item(), "leaf": int(leaf), "path_probability": float(mu[i, leaf]),
+                        "leaf_label": self.classes[int(np.argmax(dist))].item(),
+                        "leaf_distribution": dist.tolist(), "path": path})
         return out
 
     # -- persistence -------------------------------------------------------------------------
@@ -243,6 +370,8 @@ class Student:
                 "shapes": {k: list(v.shape) for k, v in arrays.items()}, "meta": self.meta,
                 "size_bytes": self.size_bytes,
                 "versions": {"nnkd": package_version("nnkd"), "numpy": np.__version__}}
+        if self.kind == "tree":
+            meta.update(depth=self.depth, inference=self.inference)
         write_metadata(directory, _META, meta, [_ARRAYS])
         return directory
 
@@ -268,8 +397,8 @@ def load_student(path) -> Student:
     dtype = {"str": str, "int": np.int64, "float": np.float64}.get(classes.get("dtype"))
     if dtype is None:
         raise ValueError(f"{meta_path}: unknown classes dtype {classes.get('dtype')!r}.")
+    tree = {"depth": meta.get("depth"), "inference": meta.get("inference", "max_path")} if meta["kind"] == "tree" else {}
     return Student(classes=np.array(classes["values"], dtype=dtype), kind=meta["kind"], space=meta["space"],
                    metric=meta["metric"], n_neighbors=int(meta["n_neighbors"]), kernel=meta["kernel"],
                    gamma=meta["gamma"], index=meta["index"], bound=meta["bound"], meta=meta.get("meta", {}),
-                   dtype=meta.get("dtype", "float32"),
-                   **arrays)
+                   dtype=meta.get("dtype", "float32"), **tree, **arrays)

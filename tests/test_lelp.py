@@ -101,7 +101,7 @@ def test_torch_teacher_exposes_its_last_linear_layer():
     # logits = embedding @ W.T + bias
     logits = teacher.embed(X[:5]) @ W.T + teacher.model[4].bias.detach().numpy()
     np.testing.assert_allclose(logits, teacher.logits(X[:5]), rtol=1e-5, atol=1e-5)
-    with pytest.raises(TypeError, match="no torch.nn.Linear"):
+    with pytest.raises(ValueError, match="no torch.nn.Linear"):
         TorchTeacher(torch.nn.ReLU()).classifier_weights()
     with pytest.raises(TypeError, match="classifier_weights"):
         CallableTeacher(logits=lambda X: X).classifier_weights()

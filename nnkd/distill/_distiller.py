@@ -21,6 +21,28 @@ NOISE_GRID = (0.1, 0.3, 0.6, 1.0)
 _AUTO_HOLDOUT = 0.15
 
 
+def check_teacher(teacher) -> None:
+    """``TypeError`` unless ``teacher`` has ``embed`` and ``soft_labels`` (an nnkd teacher)."""
+    if teacher is None or not (hasattr(teacher, "soft_labels") and hasattr(teacher, "embed")):
+        raise TypeError("teacher must be an nnkd teacher (TorchTeacher, CallableTeacher or an object with "
+                        f"embed and soft_labels); got {type(teacher).__name__}.")
+
+
+def make_augmenter(augment, noise_scale: float):
+    """``fn(xb, rng) -> perturbed copy of the batch`` for ``augment`` in ``{"noise", "mixup"}``
+    (standardised units: noise of standard deviation ``noise_scale``; mixup with
+    ``Beta(0.4, 0.4)`` weights), or ``augment`` itself when it is a callable."""
+    if callable(augment):
+        return augment
+    if augment == "noise":
+        return lambda xb, rng: xb + noise_scale * rng.standard_normal(xb.shape)
+
+    def mixup(xb, rng):
+        lam = rng.beta(0.4, 0.4, size=(xb.shape[0], 1))
+        return lam * xb + (1 - lam) * xb[rng.permutation(xb.shape[0])]
+    return mixup
+
+
 def _cells(owner: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """CSR layout of the rows of each prototype's cell."""
     order = np.argsort(owner, kind="stable")
@@ -191,9 +213,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
 
     # -- helpers ------------------------------------------------------------------------------
     def _check_teacher(self):
-        if self.teacher is None or not (hasattr(self.teacher, "soft_labels") and hasattr(self.teacher, "embed")):
-            raise TypeError("teacher must be an nnkd teacher (TorchTeacher, CallableTeacher or an object with "
-                            f"embed and soft_labels); got {type(self.teacher).__name__}.")
+        check_teacher(self.teacher)
 
     def _budget_floats(self) -> int | None:
         return None if self.size_budget_kb is None else int(self.size_budget_kb * 1000 // DTYPES[self.dtype])
@@ -407,15 +427,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         return NOISE_GRID[int(np.argmax(scores))]
 
     def _augmenter(self, noise_scale):
-        if callable(self.augment):
-            return self.augment
-        if self.augment == "noise":
-            return lambda xb, rng: xb + noise_scale * rng.standard_normal(xb.shape)
-
-        def mixup(xb, rng):
-            lam = rng.beta(0.4, 0.4, size=(xb.shape[0], 1))
-            return lam * xb + (1 - lam) * xb[rng.permutation(xb.shape[0])]
-        return mixup
+        return make_augmenter(self.augment, noise_scale)
 
     # -- inference ----------------------------------------------------------------------------
     def predict_proba(self, X):

@@ -67,15 +67,27 @@ class TorchTeacher(Teacher):
     def _logits_batch(self, X: np.ndarray) -> np.ndarray:
         return self._run(X, capture=False)
 
-    def classifier_weights(self) -> np.ndarray:
-        """Weights of the model's last ``torch.nn.Linear`` (in ``named_modules`` order)."""
+    def classifier_layer(self) -> tuple[str, np.ndarray]:
+        """(name, weight matrix) of the model's last ``torch.nn.Linear`` (``named_modules`` order).
+
+        Raises
+        ------
+        ValueError
+            The model has no ``torch.nn.Linear``.
+        """
         # TorchScript modules keep the Python class name in ``original_name``.
-        linears = [m for m in self.model.modules()
-                   if isinstance(m, torch.nn.Linear) or getattr(m, "original_name", None) == "Linear"]
-        if not linears:
-            raise TypeError(f"{type(self.model).__name__} has no torch.nn.Linear layer; wrap it in a CallableTeacher "
-                            "with classifier_weights=... instead.")
-        return linears[-1].weight.detach().cpu().numpy().astype(np.float32)
+        found = [(name, m) for name, m in self.model.named_modules()
+                 if isinstance(m, torch.nn.Linear) or getattr(m, "original_name", None) == "Linear"]
+        if not found:
+            raise ValueError(f"{type(self.model).__name__} has no torch.nn.Linear layer to read the class weights "
+                             "from; pass the final layer's (n_classes, n_hidden) weights explicitly (weights=... for "
+                             "DataImpressions, CallableTeacher(classifier_weights=...) for LELP).")
+        name, layer = found[-1]
+        return name, layer.weight.detach().cpu().numpy().astype(np.float32)
+
+    def classifier_weights(self) -> np.ndarray:
+        """Weights of the model's last ``torch.nn.Linear`` (see :meth:`classifier_layer`)."""
+        return self.classifier_layer()[1]
 
     def _embed_batch(self, X: np.ndarray) -> np.ndarray:
         return self._run(X, capture=True)

@@ -1,0 +1,163 @@
+"""``TreeDistiller``: a teacher distilled into a soft decision tree."""
+
+from __future__ import annotations
+
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
+from nnkd.distill._distiller import check_teacher, make_augmenter
+from nnkd.student import Student
+from nnkd.trees import SoftDecisionTreeClassifier
+
+
+class TreeDistiller(ClassifierMixin, BaseEstimator):
+    """Distil a teacher into a soft decision tree (Frosst & Hinton 2017).
+
+    ``fit(X_transfer)`` labels the transfer rows with the teacher's soft labels at
+    ``temperature`` and fits ``tree`` to them (``SoftDecisionTreeClassifier.fit(X,
+    soft_targets=T)``). The transfer rows can be the teacher's training rows (the paper's
+    setting), unlabelled rows, or data impressions (:class:`DataImpressions`) when no data is
+    left.
+
+    Parameters
+    ----------
+    teacher : nnkd.teachers.Teacher
+        ``TorchTeacher``, ``CallableTeacher`` or any object with ``embed`` and ``soft_labels``.
+    tree : SoftDecisionTreeClassifier, default=None
+        The student's settings (cloned; default ``SoftDecisionTreeClassifier()``).
+    temperature : float, default=1.0
+        Temperature of the teacher's soft labels (the leaves are fitted to them as they are).
+    augment : {"noise", "mixup"} or callable, default=None
+        Add perturbed copies of every mini-batch, labelled by the teacher on the fly
+        (function matching, Beyer et al. 2022): Gaussian noise of ``noise_scale`` standard
+        deviations per feature, mixup, or ``fn(batch, rng)`` on standardised rows.
+    noise_scale : float, default=0.3
+
+    Attributes
+    ----------
+    tree_ : SoftDecisionTreeClassifier
+        The fitted tree.
+    student_ : nnkd.student.Student
+        Its ``kind="tree"`` artifact (NumPy only).
+    classes_ : ndarray of shape (n_classes,)
+    size_bytes_ : int
+    training_fidelity_ : float
+        Top-1 agreement with the teacher on the transfer rows.
+
+    References
+    ----------
+    .. [1] N. Frosst and G. Hinton, "Distilling a Neural Network Into a Soft Decision Tree",
+       arXiv:1711.09784, 2017.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from nnkd.distill import TreeDistiller
+    >>> from nnkd.teachers import train_mlp_teacher
+    >>> from nnkd.trees import SoftDecisionTreeClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> teacher = train_mlp_teacher(X, y, hidden=(16,), epochs=40)
+    >>> dist = TreeDistiller(teacher, tree=SoftDecisionTreeClassifier(depth=2, max_epochs=60, batch_size=32))
+    >>> dist.fit(X).fidelity(X) > 0.85
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "teacher": [object],
+        "tree": [SoftDecisionTreeClassifier, None],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "augment": [StrOptions({"noise", "mixup"}), callable, None],
+        "noise_scale": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(self, teacher=None, *, tree=None, temperature=1.0, augment=None, noise_scale=0.3):
+        self.teacher = teacher
+        self.tree = tree
+        self.temperature = temperature
+        self.augment = augment
+        self.noise_scale = noise_scale
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the tree to the teacher's soft labels on the transfer rows ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            Names of the classes only (class ``j`` = teacher output ``j`` = ``j``-th sorted
+            label); default ``0 .. n_classes - 1``.
+
+        Returns
+        -------
+        self : TreeDistiller
+        """
+        check_teacher(self.teacher)
+        X = validate_data(self, X, dtype=np.float32, order="C")
+        T = np.asarray(self.teacher.soft_labels(X, self.temperature), dtype=np.float64)
+        if T.ndim != 2 or T.shape[0] != X.shape[0] or T.shape[1] < 2:
+            raise ValueError(f"teacher soft labels have shape {T.shape}; expected ({X.shape[0]}, n_classes >= 2).")
+        if y is not None and len(np.unique(y)) != T.shape[1]:
+            raise ValueError(f"the teacher has {T.shape[1]} outputs but y has {len(np.unique(y))} classes; "
+                             "they must match (class j = teacher output j), or omit y.")
+        augment = None
+        if self.augment is not None:
+            mean = X.mean(axis=0, dtype=np.float64)
+            scale = X.std(axis=0, dtype=np.float64)
+            scale[~(scale > 0)] = 1.0
+            perturb = make_augmenter(self.augment, self.noise_scale)
+
+            def augment(xb, rng):
+                xa = (mean + scale * perturb((xb - mean) / scale, rng)).astype(np.float32)
+                return xa, self.teacher.soft_labels(xa, self.temperature)
+
+        tree = clone(self.tree) if self.tree is not None else SoftDecisionTreeClassifier()
+        self.tree_ = tree.fit(X, y, soft_targets=T, augment=augment)
+        self.classes_ = self.tree_.classes_
+        self.student_ = self.tree_.student_
+        self.student_.meta.update(teacher_temperature=self.temperature,
+                                  augment=self.augment if self.augment is None or isinstance(self.augment, str)
+                                  else "callable")
+        self.size_bytes_ = self.student_.size_bytes
+        self.training_fidelity_ = float(np.mean(np.argmax(self.student_.predict_proba(X), axis=1) == T.argmax(1)))
+        return self
+
+    # -- inference ----------------------------------------------------------------------------
+    def predict_proba(self, X) -> np.ndarray:
+        """Tree class probabilities, ndarray of shape (n_samples, n_classes)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        return self.student_.predict_proba(X)
+
+    def predict(self, X) -> np.ndarray:
+        """Tree's class per row."""
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def fidelity(self, X) -> float:
+        """Top-1 agreement of the tree with the teacher on ``X``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        teacher = np.argmax(self.teacher.soft_labels(X, 1.0), axis=1)
+        return float(np.mean(np.argmax(self.predict_proba(X), axis=1) == teacher))
+
+    def explain(self, X) -> list[dict]:
+        """Most probable root-to-leaf path of each row (see :meth:`nnkd.student.Student.explain`)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        return self.student_.explain(X)
+
+    def to_student(self) -> Student:
+        """The NumPy-only ``kind="tree"`` student."""
+        check_is_fitted(self)
+        return self.student_
+
+    def plot_tree(self, path, **kwargs) -> Path:
+        """Draw the tree (keyword arguments as :func:`nnkd.trees.plot_tree`)."""
+        check_is_fitted(self)
+        return self.tree_.plot_tree(path, **kwargs)
