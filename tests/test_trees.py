@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -10,7 +11,13 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import load_digits, make_blobs
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from nnkd.distill import DataImpressions, TreeDistiller, class_similarity, dirichlet_concentration
+from nnkd.distill import (
+    DataImpressions,
+    DirichletMixup,
+    TreeDistiller,
+    class_similarity,
+    dirichlet_concentration,
+)
 from nnkd.student import Student, load_student
 from nnkd.teachers import CallableTeacher, TorchTeacher, train_mlp_teacher
 from nnkd.trees import SoftDecisionTreeClassifier, node_filters, plot_tree
@@ -353,3 +360,17 @@ def test_data_impressions_need_a_torch_teacher_with_a_linear_layer():
     with pytest.raises(ValueError, match="logits of shape"):
         DataImpressions(TorchTeacher(NoLinear()), n_per_class=2, weights=np.eye(5) + 0.1, n_features=4,
                         steps=1).generate()
+
+
+def test_dirichlet_mixup_makes_convex_combinations(rng):
+    out = DirichletMixup(n_rows=3)(np.eye(6), rng)                  # row j of eye(6) marks source row j
+    assert out.shape == (6, 6) and (out >= 0).all()
+    assert_allclose(out.sum(axis=1), 1.0)
+    assert ((out > 0).sum(axis=1) <= 3).all()
+    column = np.arange(40.0).reshape(40, 1)
+    even = DirichletMixup(n_rows=4, alpha=1e6)(column, np.random.default_rng(1))
+    idx = np.random.default_rng(1).integers(0, 40, size=(40, 4))        # the same draws: equal weights
+    assert_allclose(even[:, 0], column[idx, 0].mean(axis=1), rtol=1e-2)
+    assert repr(pickle.loads(pickle.dumps(DirichletMixup(8)))) == "DirichletMixup(n_rows=8, alpha=1.0)"
+    with pytest.raises(ValueError, match="n_rows"):
+        DirichletMixup(n_rows=1)

@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from nnkd._core.kernels import KERNELS
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
+from nnkd.distill._augment import make_augmenter
 from nnkd.index import make_index
 from nnkd.neighbors import MarginCondensedNN
 from nnkd.student import DTYPES, Student
@@ -26,21 +27,6 @@ def check_teacher(teacher) -> None:
     if teacher is None or not (hasattr(teacher, "soft_labels") and hasattr(teacher, "embed")):
         raise TypeError("teacher must be an nnkd teacher (TorchTeacher, CallableTeacher or an object with "
                         f"embed and soft_labels); got {type(teacher).__name__}.")
-
-
-def make_augmenter(augment, noise_scale: float):
-    """``fn(xb, rng) -> perturbed copy of the batch`` for ``augment`` in ``{"noise", "mixup"}``
-    (standardised units: noise of standard deviation ``noise_scale``; mixup with
-    ``Beta(0.4, 0.4)`` weights), or ``augment`` itself when it is a callable."""
-    if callable(augment):
-        return augment
-    if augment == "noise":
-        return lambda xb, rng: xb + noise_scale * rng.standard_normal(xb.shape)
-
-    def mixup(xb, rng):
-        lam = rng.beta(0.4, 0.4, size=(xb.shape[0], 1))
-        return lam * xb + (1 - lam) * xb[rng.permutation(xb.shape[0])]
-    return mixup
 
 
 def _cells(owner: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
-from nnkd.distill._distiller import check_teacher, make_augmenter
+from nnkd.distill._augment import make_augmenter
+from nnkd.distill._distiller import check_teacher
 from nnkd.student import Student
 from nnkd.trees import SoftDecisionTreeClassifier
 
