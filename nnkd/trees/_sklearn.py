@@ -117,7 +117,7 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
     >>> from sklearn.datasets import load_iris
     >>> from nnkd import SoftDecisionTreeClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> tree = SoftDecisionTreeClassifier(depth=2, max_epochs=60, batch_size=32).fit(X, y)
+    >>> tree = SoftDecisionTreeClassifier(depth=2, max_epochs=150, batch_size=32).fit(X, y)
     >>> round(tree.score(X, y), 2) >= 0.9
     True
     """
