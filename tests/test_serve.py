@@ -34,6 +34,7 @@ from nnkd.serve import (
     run_loadtest,
 )
 from nnkd.serve._metrics import Registry
+from nnkd.serve._requests import RequestError, decode_json
 from nnkd.student import Student, load_student
 
 REPO = Path(__file__).resolve().parents[1]
@@ -609,3 +610,24 @@ def test_micro_batcher_refuses_when_full_or_not_running():
         return await first
 
     assert asyncio.run(scenario()) is None
+
+
+def test_decode_json_agrees_with_the_standard_library():
+    # The fast parser (orjson) and the standard library's must read valid bodies identically,
+    # floats bit for bit; what only the standard library accepts (NaN, Infinity, integers
+    # beyond float64) must still decode so that parse_instances can name the bad value.
+    rng = np.random.default_rng(0)
+    for scale in (1e-300, 1e-3, 1.0, 1e5, 1e300):
+        rows = (scale * rng.standard_normal((3, 7))).tolist() + [[0, -0.0, 2**53 + 1, 1e-320, 5, 6, 7]]
+        body = json.dumps({"instances": rows, "k": 2}).encode()
+        fast = decode_json(body)
+        assert fast == json.loads(body)
+        assert np.array_equal(np.array(fast["instances"]).view(np.int64), np.array(rows).view(np.int64))
+    payload = decode_json(b'{"instances": [[1, NaN, Infinity, ' + b"9" * 400 + b"]]}")
+    assert math.isnan(payload["instances"][0][1]) and payload["instances"][0][2] == math.inf
+    assert payload["instances"][0][3] == int("9" * 400)
+    for bad, message in [(b'{"instances": [[1, 2', "malformed JSON"), (b"[1, 2]", "not an array"),
+                         (b"{\"instances\": \"\xff\"}", "not UTF-8"), (b"[" * 100_000 + b"]" * 100_000, "nested too deeply")]:
+        with pytest.raises(RequestError, match=message) as info:
+            decode_json(bad)
+        assert info.value.status == 400

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 #: JSON numbers only: ``bool`` is a subclass of ``int`` but ``type(True) is bool``, so true/false
 #: are rejected rather than read as 1/0.
@@ -57,16 +58,27 @@ def decode_json(body: bytes) -> dict:
     if not body:
         raise RequestError(400, "the request body is empty; send a JSON object such as {\"instances\": [[...]]}.")
     try:
-        payload = json.loads(body)
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # orjson parses a one-row body ~10x faster than the standard library, which matters
+        # because decoding runs on the event loop for every request. It also refuses what the
+        # standard library accepts (NaN, Infinity, integers beyond float64); the standard
+        # parser reads the body again so that those reach the checks that name the bad value.
+        payload = _decode_stdlib(body)
+    if not isinstance(payload, dict):
+        raise RequestError(400, f"the body must be a JSON object, not {_json_type(payload)}.")
+    return payload
+
+
+def _decode_stdlib(body: bytes):
+    try:
+        return json.loads(body)
     except json.JSONDecodeError as exc:
         raise RequestError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from None
     except UnicodeDecodeError:
         raise RequestError(400, "malformed JSON: the body is not UTF-8 text.") from None
     except RecursionError:
         raise RequestError(400, "malformed JSON: nested too deeply.") from None
-    if not isinstance(payload, dict):
-        raise RequestError(400, f"the body must be a JSON object, not {_json_type(payload)}.")
-    return payload
 
 
 def _json_type(value) -> str:
