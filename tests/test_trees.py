@@ -18,6 +18,7 @@ from nnkd.distill import (
     class_similarity,
     dirichlet_concentration,
 )
+from nnkd.distill._augment import make_augmenter
 from nnkd.student import Student, load_student
 from nnkd.teachers import CallableTeacher, TorchTeacher, train_mlp_teacher
 from nnkd.trees import SoftDecisionTreeClassifier, node_filters, plot_tree
@@ -374,3 +375,42 @@ def test_dirichlet_mixup_makes_convex_combinations(rng):
     assert repr(pickle.loads(pickle.dumps(DirichletMixup(8)))) == "DirichletMixup(n_rows=8, alpha=1.0)"
     with pytest.raises(ValueError, match="n_rows"):
         DirichletMixup(n_rows=1)
+
+
+def test_augment_copies_stack_independent_draws():
+    xb = np.zeros((5, 3))
+    one = make_augmenter("noise", 0.5)(xb, np.random.default_rng(0))
+    three = make_augmenter("noise", 0.5, copies=3)(xb, np.random.default_rng(0))
+    assert one.shape == (5, 3) and three.shape == (15, 3)
+    assert_allclose(three[:5], one)                             # the first copy is the one-copy draw
+    assert not np.allclose(three[5:10], three[:5])              # the others are fresh draws
+    calls = []
+    make_augmenter(lambda b, rng: calls.append(len(b)) or b + 1, 0.0, copies=2)(xb, np.random.default_rng(0))
+    assert calls == [5, 5]
+    with pytest.raises(ValueError, match="copies"):
+        make_augmenter("noise", 0.5, copies=0)
+
+
+def test_tree_distiller_feeds_every_copy_to_the_tree(digits, digits_teacher):
+    # The tree's training loop sees (1 + copies) x batch rows per step; every extra row is labelled
+    # by the teacher, so the counts of teacher calls tell how many rows went in.
+    X = digits[0][:256]
+    seen = []
+
+    class Counting:
+        def __init__(self, teacher):
+            self.teacher = teacher
+
+        def embed(self, Z):
+            return self.teacher.embed(Z)
+
+        def soft_labels(self, Z, temperature=1.0):
+            seen.append(len(Z))
+            return self.teacher.soft_labels(Z, temperature)
+
+    tree = SoftDecisionTreeClassifier(depth=2, max_epochs=1, batch_size=64)
+    dist = TreeDistiller(Counting(digits_teacher), tree=tree, augment="noise", augment_copies=3).fit(X)
+    assert seen[0] == 256 and seen[1:] == [3 * 64] * 4
+    assert dist.student_.meta["augment_copies"] == 3
+    with pytest.raises(ValueError, match="augment_copies"):
+        TreeDistiller(digits_teacher, tree=tree, augment="noise", augment_copies=0).fit(X)

@@ -42,16 +42,25 @@ class DirichletMixup:
         return f"DirichletMixup(n_rows={self.n_rows}, alpha={self.alpha})"
 
 
-def make_augmenter(augment, noise_scale: float):
-    """``fn(xb, rng) -> perturbed copy of the batch`` for ``augment`` in ``{"noise", "mixup"}``
+def make_augmenter(augment, noise_scale: float, copies: int = 1):
+    """``fn(xb, rng) -> perturbed copies of the batch`` for ``augment`` in ``{"noise", "mixup"}``
     (standardised units: noise of standard deviation ``noise_scale``; mixup with
-    ``Beta(0.4, 0.4)`` weights), or ``augment`` itself when it is a callable."""
-    if callable(augment):
-        return augment
-    if augment == "noise":
-        return lambda xb, rng: xb + noise_scale * rng.standard_normal(xb.shape)
+    ``Beta(0.4, 0.4)`` weights), or ``augment`` itself when it is a callable.
 
-    def mixup(xb, rng):
-        lam = rng.beta(0.4, 0.4, size=(xb.shape[0], 1))
-        return lam * xb + (1 - lam) * xb[rng.permutation(xb.shape[0])]
-    return mixup
+    With ``copies > 1`` the perturbation is drawn ``copies`` times and the results stacked
+    (``copies * len(xb)`` rows): more teacher queries per step for the same passes over the data.
+    """
+    if not isinstance(copies, Integral) or copies < 1:
+        raise ValueError(f"copies={copies!r} must be an integer >= 1.")
+    if callable(augment):
+        perturb = augment
+    elif augment == "noise":
+        def perturb(xb, rng):
+            return xb + noise_scale * rng.standard_normal(xb.shape)
+    else:
+        def perturb(xb, rng):
+            lam = rng.beta(0.4, 0.4, size=(xb.shape[0], 1))
+            return lam * xb + (1 - lam) * xb[rng.permutation(xb.shape[0])]
+    if copies == 1:
+        return perturb
+    return lambda xb, rng: np.concatenate([perturb(xb, rng) for _ in range(copies)])
