@@ -118,7 +118,7 @@ def data_free_rows(data: Dataset, teacher, impressions_kw: dict, student_kw: dic
     teacher_on_impressions = teacher.logits(Xi).argmax(1)
     info = {"n_impressions": int(Xi.shape[0]), "generate_s": gen_s,
             "impressions_classes": np.bincount(teacher_on_impressions, minlength=Yi.shape[1]).tolist(),
-            "target_agreement": accuracy(teacher_on_impressions, Yi.argmax(1)),
+            "target_agreement": di.target_agreement_,
             "impressions": {k: list(v) if isinstance(v, tuple) else v for k, v in impressions_kw.items()}}
     log(f"  {Xi.shape[0]} impressions in {gen_s:.0f} s; teacher argmax = target argmax on "
         f"{100 * info['target_agreement']:.1f}%")

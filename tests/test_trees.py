@@ -333,6 +333,7 @@ def test_data_impressions_cover_every_class(digits, digits_teacher):
     teacher_class = digits_teacher.logits(Xi).argmax(1)
     assert set(teacher_class.tolist()) == set(range(10)), np.bincount(teacher_class, minlength=10)
     assert np.mean(teacher_class == Yi.argmax(1)) >= 0.9          # the optimisation reached its targets
+    assert di.target_agreement_ == np.mean(teacher_class == Yi.argmax(1))
     for p, (p0, g0) in zip(model.parameters(), before, strict=True):     # frozen, and left as found
         assert torch.equal(p, p0) and p.requires_grad
         assert (p.grad is None) if g0 is None else torch.equal(p.grad, g0)
@@ -341,6 +342,7 @@ def test_data_impressions_cover_every_class(digits, digits_teacher):
     assert tempered[di.row_beta_ == 0.1].mean() > tempered[di.row_beta_ == 1.0].mean()
 
 
+@pytest.mark.filterwarnings("ignore:the teacher assigns only")     # 3 steps: not converged, as intended
 def test_data_impressions_need_a_torch_teacher_with_a_linear_layer():
     with pytest.raises(TypeError, match="TorchTeacher"):
         DataImpressions(CallableTeacher(logits=lambda X: X), n_per_class=2)
@@ -414,3 +416,13 @@ def test_tree_distiller_feeds_every_copy_to_the_tree(digits, digits_teacher):
     assert dist.student_.meta["augment_copies"] == 3
     with pytest.raises(ValueError, match="augment_copies"):
         TreeDistiller(digits_teacher, tree=tree, augment="noise", augment_copies=0).fit(X)
+
+
+def test_data_impressions_warn_when_they_have_not_converged(digits_teacher):
+    # One step from uniform noise: the teacher puts most rows in one or two classes, far from
+    # the Dirichlet targets' classes, and generate() says so rather than returning them silently.
+    di = DataImpressions(digits_teacher, n_per_class=10, steps=1, lr=1e-4, input_range=(0.0, 16.0))
+    with pytest.warns(UserWarning, match="raise steps or lr"):
+        Xi, Yi = di.generate()
+    agreement = np.mean(digits_teacher.logits(Xi).argmax(1) == Yi.argmax(1))
+    assert di.target_agreement_ == agreement < 0.5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 from numbers import Integral, Real
 
@@ -98,6 +100,11 @@ class DataImpressions:
         Class ``k`` and ``beta`` each target was drawn for.
     loss_ : ndarray of shape (n_impressions,)
         Final cross-entropy of each impression with its target.
+    target_agreement_ : float
+        Share of impressions the teacher assigns to their target's most probable class. Below
+        0.5, :meth:`generate` warns: the inputs have not converged (raise ``steps`` or ``lr``),
+        and a student fitted to them learns little (on MNIST digits, 11 % agreement left a
+        data-free student at 17 % accuracy).
 
     References
     ----------
@@ -206,6 +213,7 @@ class DataImpressions:
         low_t, width_t = torch.from_numpy(low).to(device), torch.from_numpy(width).to(device)
         flags = [p.requires_grad for p in model.parameters()]
         losses = np.empty(n)
+        agree = np.empty(n, dtype=bool)
         chunks = range(0, n, self.batch_size)
         bar = tqdm(total=len(chunks) * self.steps, desc="data impressions", unit="step", disable=not self.verbose)
         try:
@@ -226,7 +234,9 @@ class DataImpressions:
                     bar.update(1)
                 with torch.no_grad():
                     x = low_t + width_t * u
-                    losses[a:a + len(x)] = self._loss(model(x), y).cpu().numpy()
+                    logits = model(x)
+                    losses[a:a + len(x)] = self._loss(logits, y).cpu().numpy()
+                    agree[a:a + len(x)] = (logits.argmax(1) == y.argmax(1)).cpu().numpy()
                 U[a:a + self.batch_size] = x.cpu().numpy()
         finally:
             bar.close()
@@ -236,6 +246,11 @@ class DataImpressions:
         X = np.ascontiguousarray(U, dtype=np.float32)
         if not np.isfinite(X).all():
             raise ValueError("impressions diverged to NaN or infinity; lower lr or pass input_range to clamp them.")
+        self.target_agreement_ = float(agree.mean())
+        if self.target_agreement_ < 0.5:
+            warnings.warn(f"the teacher assigns only {100 * self.target_agreement_:.1f}% of the impressions to their "
+                          f"target's most probable class: the inputs have not converged after {self.steps} steps "
+                          f"at lr={self.lr}; raise steps or lr.", UserWarning, stacklevel=2)
         return X, Y
 
     def _loss(self, logits, y):
