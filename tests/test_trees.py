@@ -422,7 +422,7 @@ def test_data_impressions_warn_when_they_have_not_converged(digits_teacher):
     # One step from uniform noise: the teacher puts most rows in one or two classes, far from
     # the Dirichlet targets' classes, and generate() says so rather than returning them silently.
     di = DataImpressions(digits_teacher, n_per_class=10, steps=1, lr=1e-4, input_range=(0.0, 16.0))
-    with pytest.warns(UserWarning, match="raise steps or lr"):
+    with pytest.warns(UserWarning, match="did not reach the targets"):
         Xi, Yi = di.generate()
     agreement = np.mean(digits_teacher.logits(Xi).argmax(1) == Yi.argmax(1))
     assert di.target_agreement_ == agreement < 0.5
