@@ -426,3 +426,16 @@ def test_data_impressions_warn_when_they_have_not_converged(digits_teacher):
         Xi, Yi = di.generate()
     agreement = np.mean(digits_teacher.logits(Xi).argmax(1) == Yi.argmax(1))
     assert di.target_agreement_ == agreement < 0.5
+
+
+def test_unfitted_tree_distiller_raises_not_fitted(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    dist = TreeDistiller()
+    for call in (dist.predict, dist.predict_proba, dist.explain, dist.fidelity):
+        with pytest.raises(NotFittedError):
+            call(np.zeros((2, 3)))
+    with pytest.raises(NotFittedError):
+        dist.to_student()
+    with pytest.raises(NotFittedError):
+        dist.plot_tree(tmp_path / "tree.png")

@@ -136,28 +136,29 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
         return self
 
     # -- inference ----------------------------------------------------------------------------
+    def _checked(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=np.float32, order="C", reset=False)
+
     def predict_proba(self, X) -> np.ndarray:
         """Tree class probabilities, ndarray of shape (n_samples, n_classes)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        X = self._checked(X)                          # before student_ is read: NotFittedError, not AttributeError
         return self.student_.predict_proba(X)
 
     def predict(self, X) -> np.ndarray:
         """Tree's class per row."""
-        check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def fidelity(self, X) -> float:
         """Top-1 agreement of the tree with the teacher on ``X``."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        X = self._checked(X)
         teacher = np.argmax(self.teacher.soft_labels(X, 1.0), axis=1)
-        return float(np.mean(np.argmax(self.predict_proba(X), axis=1) == teacher))
+        return float(np.mean(np.argmax(self.student_.predict_proba(X), axis=1) == teacher))
 
     def explain(self, X) -> list[dict]:
         """Most probable root-to-leaf path of each row (see :meth:`nnkd.student.Student.explain`)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        X = self._checked(X)
         return self.student_.explain(X)
 
     def to_student(self) -> Student:
