@@ -199,6 +199,43 @@ def test_the_tree_learns_the_targets_it_is_given():
     assert np.mean(hard.predict(X) == y) >= 0.95
 
 
+def test_tree_distiller_alpha_mixes_the_labels_into_the_targets(digits, digits_teacher):
+    """alpha fits the tree to alpha * one_hot(y) + (1 - alpha) * teacher: the same tree as
+    fitting those targets directly (an exact oracle), with string class names in sorted order."""
+    X, y, _, _ = digits
+    X, y = X[:400], y[:400]
+    names = np.array(list("abcdefghij"))[y]
+    tree = SoftDecisionTreeClassifier(depth=3, max_epochs=3, batch_size=64, random_state=0)
+    dist = TreeDistiller(digits_teacher, tree=tree, temperature=4.0, alpha=0.7).fit(X, names)
+    targets = 0.3 * digits_teacher.soft_labels(X, 4.0) + 0.7 * np.eye(10)[y]
+    direct = SoftDecisionTreeClassifier(depth=3, max_epochs=3, batch_size=64, random_state=0).fit(
+        X, names, soft_targets=targets)
+    assert_array_equal(dist.classes_, np.array(list("abcdefghij")))
+    for key in ("gate_weights", "gate_biases", "leaf_distributions"):
+        assert_allclose(getattr(dist.student_, key), getattr(direct.student_, key), rtol=1e-5, atol=1e-6)
+    assert dist.student_.meta["alpha"] == 0.7
+    # Fidelity is measured against the teacher's own labels, not the mixed targets.
+    teacher_codes = digits_teacher.soft_labels(X).argmax(1)
+    assert dist.training_fidelity_ == np.mean(np.argmax(dist.student_.predict_proba(X), axis=1) == teacher_codes)
+    with pytest.raises(ValueError, match="pass y"):
+        TreeDistiller(digits_teacher, tree=tree, alpha=0.5).fit(X)
+    with pytest.raises(ValueError, match="alpha"):
+        TreeDistiller(digits_teacher, tree=tree, alpha=1.5).fit(X, y)
+
+
+def test_tree_distiller_alpha_one_follows_the_labels():
+    """On the band where the teacher and y disagree, alpha=1 follows y and alpha=0 the teacher."""
+    X, _ = make_blobs(1500, n_features=2, centers=[[0, 0], [4, 0]], cluster_std=1.5, random_state=0)
+    X = X.astype(np.float32)
+    y = (X[:, 0] > 2).astype(int)
+    teacher = CallableTeacher(logits=lambda Z: np.c_[np.zeros(len(Z)), 3 * (Z[:, 0] + Z[:, 1] - 2)])
+    tree = SoftDecisionTreeClassifier(depth=2, max_epochs=30, batch_size=64)
+    labels = TreeDistiller(teacher, tree=tree, alpha=1.0).fit(X, y)
+    soft = TreeDistiller(teacher, tree=tree, alpha=0.0).fit(X, y)
+    assert labels.score(X, y) >= 0.95 and soft.score(X, y) <= labels.score(X, y) - 0.1
+    assert soft.fidelity(X) >= 0.95 and labels.training_fidelity_ <= soft.training_fidelity_ - 0.1
+
+
 def test_tree_distiller_on_digits(digits, digits_teacher):
     X, y, Q, yq = digits
     tree = SoftDecisionTreeClassifier(depth=4, max_epochs=15)

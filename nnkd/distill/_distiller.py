@@ -29,6 +29,15 @@ def check_teacher(teacher) -> None:
                         f"embed and soft_labels); got {type(teacher).__name__}.")
 
 
+def teacher_soft_labels(teacher, X: np.ndarray, temperature: float) -> np.ndarray:
+    """The teacher's soft labels of ``X`` at ``temperature`` (float64), checked to be one
+    distribution over at least 2 classes per row."""
+    T = np.asarray(teacher.soft_labels(X, temperature), dtype=np.float64)
+    if T.ndim != 2 or T.shape[0] != X.shape[0] or T.shape[1] < 2:
+        raise ValueError(f"teacher soft labels have shape {T.shape}; expected ({X.shape[0]}, n_classes >= 2).")
+    return T
+
+
 def _cells(owner: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """CSR layout of the rows of each prototype's cell."""
     order = np.argsort(owner, kind="stable")
@@ -226,9 +235,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         """
         self._check_teacher()
         X = validate_data(self, X, dtype=np.float32, order="C")
-        T = np.asarray(self.teacher.soft_labels(X, self.temperature), dtype=np.float64)
-        if T.ndim != 2 or T.shape[0] != X.shape[0] or T.shape[1] < 2:
-            raise ValueError(f"teacher soft labels have shape {T.shape}; expected ({X.shape[0]}, n_classes >= 2).")
+        T = teacher_soft_labels(self.teacher, X, self.temperature)
         n_classes = T.shape[1]
         y_codes = None
         if y is not None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
 from nnkd.distill._augment import make_augmenter
-from nnkd.distill._distiller import check_teacher
+from nnkd.distill._distiller import check_teacher, teacher_soft_labels
 from nnkd.student import Student
 from nnkd.trees import SoftDecisionTreeClassifier
 
@@ -33,6 +33,15 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
         The student's settings (cloned; default ``SoftDecisionTreeClassifier()``).
     temperature : float, default=1.0
         Temperature of the teacher's soft labels (the leaves are fitted to them as they are).
+    alpha : float, default=0.0
+        Weight of the true labels ``y`` in the targets of the transfer rows: each row is
+        fitted to ``alpha * one_hot(y) + (1 - alpha) * teacher`` (the leaf loss is linear in
+        the target, so this is Hinton et al.'s weighted sum of the hard and the soft
+        cross-entropy); perturbed copies are labelled by the teacher alone. With a high
+        ``temperature`` the soft part carries which classes the teacher finds alike while
+        the labels keep the tree on the right class: on letter (26 classes; depth-8 trees
+        that underfit, 86 % training accuracy) ``alpha=0.7, temperature=8`` helped where the
+        teacher's labels alone did not (see ``benchmarks/trees.py``). Needs ``y``.
     augment : {"noise", "mixup"} or callable, default=None
         Add perturbed copies of every mini-batch, labelled by the teacher on the fly
         (function matching, Beyer et al. 2022): Gaussian noise of ``noise_scale`` standard
@@ -77,15 +86,18 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
         "teacher": [object],
         "tree": [SoftDecisionTreeClassifier, None],
         "temperature": [Interval(Real, 0, None, closed="neither")],
+        "alpha": [Interval(Real, 0, 1, closed="both")],
         "augment": [StrOptions({"noise", "mixup"}), callable, None],
         "noise_scale": [Interval(Real, 0, None, closed="left")],
         "augment_copies": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, teacher=None, *, tree=None, temperature=1.0, augment=None, noise_scale=0.3, augment_copies=1):
+    def __init__(self, teacher=None, *, tree=None, temperature=1.0, alpha=0.0, augment=None, noise_scale=0.3,
+                 augment_copies=1):
         self.teacher = teacher
         self.tree = tree
         self.temperature = temperature
+        self.alpha = alpha
         self.augment = augment
         self.noise_scale = noise_scale
         self.augment_copies = augment_copies
@@ -98,8 +110,9 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,), default=None
-            Names of the classes only (class ``j`` = teacher output ``j`` = ``j``-th sorted
-            label); default ``0 .. n_classes - 1``.
+            Class labels of the rows: they name the classes (class ``j`` = teacher output
+            ``j`` = ``j``-th sorted label; default ``0 .. n_classes - 1``) and, with
+            ``alpha > 0``, are mixed into the targets.
 
         Returns
         -------
@@ -107,12 +120,19 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
         """
         check_teacher(self.teacher)
         X = validate_data(self, X, dtype=np.float32, order="C")
-        T = np.asarray(self.teacher.soft_labels(X, self.temperature), dtype=np.float64)
-        if T.ndim != 2 or T.shape[0] != X.shape[0] or T.shape[1] < 2:
-            raise ValueError(f"teacher soft labels have shape {T.shape}; expected ({X.shape[0]}, n_classes >= 2).")
-        if y is not None and len(np.unique(y)) != T.shape[1]:
-            raise ValueError(f"the teacher has {T.shape[1]} outputs but y has {len(np.unique(y))} classes; "
-                             "they must match (class j = teacher output j), or omit y.")
+        T = T_teacher = teacher_soft_labels(self.teacher, X, self.temperature)
+        if y is not None:
+            y = column_or_1d(y, warn=True)
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(f"y has {y.shape[0]} labels for {X.shape[0]} rows.")
+            classes, codes = np.unique(y, return_inverse=True)
+            if len(classes) != T.shape[1]:
+                raise ValueError(f"the teacher has {T.shape[1]} outputs but y has {len(classes)} classes; "
+                                 "they must match (class j = teacher output j), or omit y.")
+            if self.alpha > 0:
+                T = (1 - self.alpha) * T + self.alpha * np.eye(T.shape[1])[codes]
+        elif self.alpha > 0:
+            raise ValueError(f"alpha={self.alpha} mixes the true labels into the targets; pass y, or use alpha=0.")
         augment = None
         if self.augment is not None:
             mean = X.mean(axis=0, dtype=np.float64)
@@ -128,11 +148,11 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
         self.tree_ = tree.fit(X, y, soft_targets=T, augment=augment)
         self.classes_ = self.tree_.classes_
         self.student_ = self.tree_.student_
-        self.student_.meta.update(teacher_temperature=self.temperature, augment_copies=self.augment_copies,
+        self.student_.meta.update(teacher_temperature=self.temperature, alpha=self.alpha, augment_copies=self.augment_copies,
                                   augment=self.augment if self.augment is None or isinstance(self.augment, str)
                                   else "callable")
         self.size_bytes_ = self.student_.size_bytes
-        self.training_fidelity_ = float(np.mean(np.argmax(self.student_.predict_proba(X), axis=1) == T.argmax(1)))
+        self.training_fidelity_ = float(np.mean(np.argmax(self.student_.predict_proba(X), axis=1) == T_teacher.argmax(1)))
         return self
 
     # -- inference ----------------------------------------------------------------------------
