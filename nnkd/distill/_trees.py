@@ -39,9 +39,11 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
         the target, so this is Hinton et al.'s weighted sum of the hard and the soft
         cross-entropy); perturbed copies are labelled by the teacher alone. With a high
         ``temperature`` the soft part carries which classes the teacher finds alike while
-        the labels keep the tree on the right class: on letter (26 classes; depth-8 trees
-        that underfit, 86 % training accuracy) ``alpha=0.7, temperature=8`` helped where the
-        teacher's labels alone did not (see ``benchmarks/trees.py``). Needs ``y``.
+        the labels keep the tree on the right class. On letter (26 classes, where depth-8
+        trees underfit) ``alpha=0.7, temperature=8`` raised validation accuracy by 4.2 points
+        over hard labels (mean of depths 6 and 8), the teacher's labels alone by 0.5, and it
+        raised training accuracy too (85.6 to 87.7 % at depth 8): the similarity structure
+        helps the tree find its splits (``benchmarks/results/trees_tune.md``). Needs ``y``.
     augment : {"noise", "mixup"} or callable, default=None
         Add perturbed copies of every mini-batch, labelled by the teacher on the fly
         (function matching, Beyer et al. 2022): Gaussian noise of ``noise_scale`` standard
