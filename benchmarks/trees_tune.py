@@ -78,7 +78,9 @@ def summarise(res: dict) -> dict:
 
 def render(results: list[dict], meta: dict) -> str:
     out = ["# Choosing the tree distillation settings on a validation split", "",
-           f"Run {meta['date']} on {meta['machine']['platform']} ({meta['machine']['cpus_available']} CPUs). Generated "
+           f"Run {', '.join(meta.get('merged_runs', [meta['date']]))} on {meta['machine']['platform']} "
+           f"({meta['machine']['cpus_available']} CPUs"
+           + (f"; {len(meta['merged_runs'])} runs side by side, merged" if "merged_runs" in meta else "") + "). Generated "
            "by `benchmarks/trees_tune.py`; raw numbers in `trees_tune.json`. Training rows split "
            f"{round(100 * (1 - VAL_SIZE))} / {round(100 * VAL_SIZE)} (stratified, random_state=0); teacher and trees "
            "fitted on the first part, accuracy on the second; the test rows are not read. Trees: "
@@ -118,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         results = [r for run in runs for r in run["results"]]
         for r in results:                           # JSON turned the summary's keys into strings
             r["summary"] = {None if k == "null" else int(k): v for k, v in r["summary"].items()}
-        (out_dir / "trees_tune.json").write_text(json.dumps(json_safe({"meta": runs[0]["meta"], "results": results}),
-                                                            indent=2) + "\n")
-        (out_dir / "trees_tune.md").write_text(render(results, runs[0]["meta"]))
+        meta = {**runs[0]["meta"], "merged_runs": [run["meta"]["date"] for run in runs]}
+        (out_dir / "trees_tune.json").write_text(json.dumps(json_safe({"meta": meta, "results": results}), indent=2) + "\n")
+        (out_dir / "trees_tune.md").write_text(render(results, meta))
         return 0
     import torch
 
