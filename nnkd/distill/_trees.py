@@ -150,11 +150,13 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
         self.tree_ = tree.fit(X, y, soft_targets=T, augment=augment)
         self.classes_ = self.tree_.classes_
         self.student_ = self.tree_.student_
-        self.student_.meta.update(teacher_temperature=self.temperature, alpha=self.alpha, augment_copies=self.augment_copies,
+        self.student_.meta.update(teacher_temperature=self.temperature, alpha=self.alpha,
+                                  augment_copies=self.augment_copies,
                                   augment=self.augment if self.augment is None or isinstance(self.augment, str)
                                   else "callable")
         self.size_bytes_ = self.student_.size_bytes
-        self.training_fidelity_ = float(np.mean(np.argmax(self.student_.predict_proba(X), axis=1) == T_teacher.argmax(1)))
+        tree_codes = np.argmax(self.student_.predict_proba(X), axis=1)
+        self.training_fidelity_ = float(np.mean(tree_codes == T_teacher.argmax(1)))   # the teacher's, not the mix
         return self
 
     # -- inference ----------------------------------------------------------------------------
