@@ -8,7 +8,8 @@ mnist_test (first 8,000 / last 2,000 of MNIST's official test images):
 - soft decision trees (Frosst & Hinton 2017) of depth 6 and 8 fitted to the hard labels
   (``SoftDecisionTreeClassifier.fit(X, y)``) and distilled from the teacher
   (``TreeDistiller``: the teacher's soft labels on the same training rows, plus perturbed
-  copies of each mini-batch labelled by the teacher on the fly), with identical tree
+  copies of each mini-batch labelled by the teacher on the fly; on letter and pendigits the
+  true labels mixed in, ``TUNED``, chosen by ``trees_tune.py``), with identical tree
   settings, over several seeds: test accuracy (``inference="max_path"``, the paper's; the
   path-weighted mixture beside it), fidelity to the teacher, and the gain;
 - data-free distillation (Nayak et al. 2019): data impressions synthesised from the teacher
