@@ -2,7 +2,7 @@
 
 On magic (binary, 19,020 x 10, stratified 75/25, standardised), in one run:
 
-- **LELP** (``NNDistiller(subclasses=S)``, Loo et al. 2024) against plain KD: projection
+- **LELP** (``NNDistiller(subclasses=S, random_state=0)``, Loo et al. 2024) against plain KD: projection
   students at budgets of 1, 2 and 4 kB, distilled on the training rows with the same recipe
   (temperature 1, Gaussian-noise function matching); test accuracy and fidelity.
 - **Robust active distillation** (``select_queries``, Baykal et al. 2023) against random and

@@ -34,7 +34,7 @@ import numpy as np
 from _common import DEFAULT_OUT_DIR, REPO_ROOT, json_safe, log, machine_meta, markdown_table
 
 from nnkd.serve import run_loadtest
-from nnkd.student import Student
+from nnkd.student import PrototypeStudent
 
 N_PROTOTYPES, DIM, N_CLASSES = 1000, 64, 10
 MODES = {"batching": [], "no batching": ["--max-batch", "1"]}
@@ -43,7 +43,7 @@ MODES = {"batching": [], "no batching": ["--max-batch", "1"]}
 def make_student(directory: Path, seed: int = 0) -> Path:
     """Random knn student: 1,000 prototypes in 64 dims, each with a 10-class distribution."""
     rng = np.random.default_rng(seed)
-    student = Student(classes=np.arange(N_CLASSES), prototypes=rng.normal(size=(N_PROTOTYPES, DIM)),
+    student = PrototypeStudent(classes=np.arange(N_CLASSES), prototypes=rng.normal(size=(N_PROTOTYPES, DIM)),
                       label_vectors=rng.dirichlet(np.ones(N_CLASSES), size=N_PROTOTYPES))
     return student.save(directory)
 

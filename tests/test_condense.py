@@ -200,14 +200,6 @@ def test_pipeline_and_grid_search():
     assert grid.best_estimator_.score(X, y) == 1.0                      # consistent on training data
 
 
-def test_numba_backend_gives_the_same_student(noisy):
-    X, y = noisy
-    a = MarginCondensedNN(backend="c").fit(X, y)
-    b = MarginCondensedNN(backend="numba").fit(X, y)
-    np.testing.assert_array_equal(a.support_, b.support_)
-    assert a.bound_ == b.bound_
-
-
 def test_tolerance_choice_waits_until_the_curve_stays_low():
     from nnkd.condense.ksu import tolerance_choice
     errors = np.array([50, 30, 9, 20, 12, 10, 9, 8])        # out of 100 held-out rows

@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_blobs
 
 from nnkd.distill import NNDistiller
-from nnkd.student import Student, load_student
+from nnkd.student import ProjectionStudent, PrototypeStudent, load_student
 from nnkd.teachers import CallableTeacher, TorchTeacher, softmax
 
 
@@ -94,7 +94,7 @@ def problem():
 @pytest.mark.parametrize("space", ["input", "teacher", "projection"])
 def test_distiller_recovers_a_known_teacher(problem, space):
     X, y, Q, yq, teacher = problem
-    dist = NNDistiller(teacher, space=space, size_budget_kb=2, max_epochs=30, temperature=2.0).fit(X, y)
+    dist = NNDistiller(teacher, space=space, size_budget_kb=2, max_epochs=30, temperature=2.0, random_state=0).fit(X, y)
     assert dist.size_bytes_ <= 2000
     assert dist.fidelity(Q) >= 0.98 and dist.score(Q, yq) >= 0.97
     proba = dist.predict_proba(Q)
@@ -114,7 +114,7 @@ def test_distiller_recovers_a_known_teacher(problem, space):
 
 def test_explain_names_prototypes_and_their_training_rows(problem):
     X, y, Q, _, teacher = problem
-    dist = NNDistiller(teacher, space="input", size_budget_kb=2).fit(X, y)
+    dist = NNDistiller(teacher, space="input", size_budget_kb=2, random_state=0).fit(X, y)
     out = dist.explain(Q[:4], k=2)
     assert len(out) == 4 and all(len(o["prototypes"]) == 2 for o in out)
     first = out[0]["prototypes"][0]
@@ -128,7 +128,7 @@ def test_explain_names_prototypes_and_their_training_rows(problem):
 @pytest.mark.parametrize("space", ["input", "projection"])
 def test_student_round_trip_without_teacher(problem, tmp_path, space):
     X, y, Q, _, teacher = problem
-    dist = NNDistiller(teacher, space=space, size_budget_kb=2, max_epochs=10).fit(X, y)
+    dist = NNDistiller(teacher, space=space, size_budget_kb=2, max_epochs=10, random_state=0).fit(X, y)
     path = dist.student_.save(tmp_path / "student")
     loaded = load_student(path)
     assert_array_equal(loaded.predict(Q), dist.predict(Q))
@@ -146,7 +146,7 @@ def test_student_round_trip_without_teacher(problem, tmp_path, space):
 def test_student_with_string_classes(problem, tmp_path):
     X, y, Q, _, teacher = problem
     names = np.array(["cat", "dog", "emu"])
-    dist = NNDistiller(teacher, size_budget_kb=2).fit(X, names[y])
+    dist = NNDistiller(teacher, size_budget_kb=2, random_state=0).fit(X, names[y])
     loaded = load_student(dist.student_.save(tmp_path / "s"))
     assert set(loaded.predict(Q)) <= set(names) and loaded.classes.tolist() == names.tolist()
 
@@ -154,7 +154,7 @@ def test_student_with_string_classes(problem, tmp_path):
 def test_noise_and_mixup_augmentation_run(problem):
     X, y, Q, yq, teacher = problem
     for augment in ("noise", "mixup", lambda xb, rng: xb[::-1]):
-        d = NNDistiller(teacher, space="projection", size_budget_kb=2, max_epochs=5, augment=augment).fit(X, y)
+        d = NNDistiller(teacher, space="projection", size_budget_kb=2, max_epochs=5, augment=augment, random_state=0).fit(X, y)
         assert d.score(Q, yq) > 0.9
 
 
@@ -169,21 +169,22 @@ def test_bad_distiller_input(problem, kwargs, fit_y, error, match):
     params = {"teacher": teacher, **kwargs}
     yy = None if fit_y is None else (y > 0).astype(int)
     with pytest.raises(error, match=match):
-        NNDistiller(**params).fit(X, yy)
+        NNDistiller(**params, random_state=0).fit(X, yy)
 
 
 def test_nan_embeddings_are_rejected(problem):
     X, y, _, _, _ = problem
     bad = CallableTeacher(logits=lambda Z: Z[:, :3], embed=lambda Z: np.full((len(Z), 2), np.nan))
     with pytest.raises(ValueError, match="NaN"):
-        NNDistiller(bad, space="teacher").fit(X, y)
+        NNDistiller(bad, space="teacher", random_state=0).fit(X, y)
 
 
 def test_student_validates_its_arrays():
     with pytest.raises(ValueError, match="label_vectors"):
-        Student(classes=np.arange(2), prototypes=np.zeros((3, 2)), label_vectors=np.zeros((3, 3)))
+        PrototypeStudent(classes=np.arange(2), prototypes=np.zeros((3, 2)), label_vectors=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="gamma"):
-        Student(classes=np.arange(2), prototypes=np.zeros((3, 2)), label_vectors=np.zeros((3, 2)), kind="rbf")
+        ProjectionStudent(classes=np.arange(2), prototypes=np.zeros((3, 2)), label_vectors=np.zeros((3, 2)),
+                          projection=np.eye(2), gamma=0.0)
 
 
 # -- SLaM ----------------------------------------------------------------------------------------
@@ -232,12 +233,12 @@ def test_distiller_with_slam_on_a_noisy_teacher(problem):
     y_semi = np.full(len(y), -1)
     y_semi[:150] = y[:150]                   # a small labelled validation subset
     dist = NNDistiller(teacher, space="projection", loss="slam", temperature=1.0, size_budget_kb=2,
-                       max_epochs=30).fit(X, y_semi)
+                       max_epochs=30, random_state=0).fit(X, y_semi)
     assert dist.score(Q, yq) >= 0.9 and list(dist.classes_) == [0, 1, 2]
     with pytest.raises(ValueError, match="loss='slam' needs"):
-        NNDistiller(teacher, space="input", loss="slam").fit(X, y_semi)
+        NNDistiller(teacher, space="input", loss="slam", random_state=0).fit(X, y_semi)
     with pytest.raises(ValueError, match="loss='slam' needs"):
-        NNDistiller(teacher, space="projection", loss="slam").fit(X)
+        NNDistiller(teacher, space="projection", loss="slam", random_state=0).fit(X)
 
 
 def test_train_mlp_teacher(problem):
@@ -258,7 +259,7 @@ def test_auto_noise_scale_is_chosen_on_held_out_rows(problem):
 
     X, y, Q, yq, teacher = problem
     d = NNDistiller(teacher, space="projection", size_budget_kb=2, max_epochs=6, augment="noise",
-                    noise_scale="auto").fit(X, y)
+                    noise_scale="auto", random_state=0).fit(X, y)
     assert d.noise_scale_ in NOISE_GRID and set(d.noise_scores_) == set(NOISE_GRID)
     assert d.noise_scale_ == max(d.noise_scores_, key=lambda s: (d.noise_scores_[s], -s))
     assert d.student_.meta["noise_scale"] == d.noise_scale_ and d.score(Q, yq) > 0.9
@@ -267,8 +268,8 @@ def test_auto_noise_scale_is_chosen_on_held_out_rows(problem):
 def test_float16_students_halve_the_size(problem, tmp_path):
     X, y, Q, yq, teacher = problem
     common = {"space": "projection", "temperature": 2.0, "max_epochs": 30, "size_budget_kb": 2}
-    full = NNDistiller(teacher, **common).fit(X, y)
-    half = NNDistiller(teacher, dtype="float16", **common).fit(X, y)
+    full = NNDistiller(teacher, **common, random_state=0).fit(X, y)
+    half = NNDistiller(teacher, dtype="float16", **common, random_state=0).fit(X, y)
     assert half.size_bytes_ <= 2000 and full.size_bytes_ <= 2000
     assert half.score(Q, yq) >= 0.97
     # The same budget holds (about) twice the prototypes at 2 bytes per parameter.

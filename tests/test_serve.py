@@ -35,7 +35,7 @@ from nnkd.serve import (
 )
 from nnkd.serve._metrics import Registry
 from nnkd.serve._requests import RequestError, decode_json
-from nnkd.student import Student, load_student
+from nnkd.student import PrototypeStudent, Student, load_student
 
 REPO = Path(__file__).resolve().parents[1]
 N_FEATURES = 8
@@ -100,7 +100,7 @@ def student_dir(tmp_path_factory) -> Path:
     order = np.argsort(cell, kind="stable")
     indptr = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=len(P)))])
     labels = rng.dirichlet(np.ones(3), size=len(P)).astype(np.float32)
-    student = Student(classes=np.array(["ant", "bee", "cat"]), prototypes=P, label_vectors=labels, n_neighbors=3,
+    student = PrototypeStudent(classes=np.array(["ant", "bee", "cat"]), prototypes=P, label_vectors=labels, n_neighbors=3,
                       kernel="triangular", support=support, cell_indptr=indptr, cell_indices=order)
     return student.save(tmp_path_factory.mktemp("serve") / "student")
 
@@ -202,7 +202,9 @@ _BAD_BODIES = {
     "missing instances": ({"rows": [_GOOD_ROW]}, 422, "unknown field(s) ['rows']"),
     "no instances field": ({}, 422, 'missing field "instances"'),
     "bad return": ({"instances": [_GOOD_ROW], "return": ["logits"]}, 422, '"return" must be'),
-    "bad k": ({"instances": [_GOOD_ROW], "k": 0}, 422, '"k" must be an integer in [1, 60]'),
+    "bad k": ({"instances": [_GOOD_ROW], "k": 0}, 422, '"k" must be an integer >= 1'),
+    "k beyond the prototypes": ({"instances": [_GOOD_ROW], "k": 61, "return": ["neighbors"]}, 422,
+                                "k must be an integer in [1, 60] (the number of prototypes)"),
     "malformed JSON": (b'{"instances": [[1, 2', 400, "malformed JSON"),
     "not UTF-8": (b'{"instances": "\xff"}', 400, "not UTF-8"),
     "not an object": (b"[[1, 2, 3]]", 400, "must be a JSON object, not an array"),
@@ -568,7 +570,7 @@ def test_teacher_space_student_says_it_takes_embeddings():
     from nnkd.serve import ServeConfig, create_app
 
     rng = np.random.default_rng(7)
-    student = Student(classes=np.arange(2), prototypes=rng.normal(size=(10, 5)), label_vectors=np.eye(2)[[0, 1] * 5],
+    student = PrototypeStudent(classes=np.arange(2), prototypes=rng.normal(size=(10, 5)), label_vectors=np.eye(2)[[0, 1] * 5],
                       space="teacher")
     plan = plan_batching(LatencyProfile((1,), (1e-4,), (1e-4,)), 0.05)
     app = create_app(student, plan, ServeConfig(slo_s=0.05))
@@ -585,7 +587,8 @@ def test_teacher_space_student_says_it_takes_embeddings():
     assert model["student"]["space"] == "teacher" and model["student"]["n_features_in"] == 5
     assert model["student"]["expects"].startswith("teacher embeddings: 5 values per instance")
     assert bad.status_code == 422
-    assert bad.json()["error"] == "instances[0] has 4 values; this student expects 5 (teacher embeddings)."
+    assert bad.json()["error"].startswith("instances[0] has 4 values; this student expects 5 (teacher embeddings: 5 "
+                                          "values per instance")
     assert good.status_code == 200 and len(good.json()["label"]) == 3
 
 

@@ -19,7 +19,7 @@ from nnkd.distill import (
     dirichlet_concentration,
 )
 from nnkd.distill._augment import make_augmenter
-from nnkd.student import Student, load_student
+from nnkd.student import PrototypeStudent, TreeStudent, load_student
 from nnkd.teachers import CallableTeacher, TorchTeacher, train_mlp_teacher
 from nnkd.trees import SoftDecisionTreeClassifier, node_filters, plot_tree
 from nnkd.trees._module import SoftDecisionTree
@@ -125,23 +125,23 @@ def digits_teacher(digits):
     return train_mlp_teacher(X, y, hidden=(64,), epochs=40, random_state=0)
 
 
-@parametrize_with_checks([SoftDecisionTreeClassifier(depth=3, max_epochs=20, batch_size=32)])
+@parametrize_with_checks([SoftDecisionTreeClassifier(depth=3, max_epochs=20, batch_size=32, random_state=0)])
 def test_sklearn_api(estimator, check):
     check(estimator)
 
 
 def test_learned_betas_train_and_are_exported(digits):
     X, y, Q, _ = digits
-    tree = SoftDecisionTreeClassifier(depth=3, beta="learned", max_epochs=5).fit(X, y)
+    tree = SoftDecisionTreeClassifier(depth=3, beta="learned", max_epochs=5, random_state=0).fit(X, y)
     betas = tree.student_.gate_betas
     assert betas.shape == (7,) and (betas > 0).all() and not np.allclose(betas, 1.0)
-    fixed = SoftDecisionTreeClassifier(depth=3, beta=0.5, max_epochs=2).fit(X, y)
+    fixed = SoftDecisionTreeClassifier(depth=3, beta=0.5, max_epochs=2, random_state=0).fit(X, y)
     assert_array_equal(fixed.student_.gate_betas, np.full(7, 0.5, dtype=np.float32))
 
 
 def test_student_predicts_what_the_torch_module_predicts(rng):
     module, _ = fixed_tree(2, rng, n_features=4, n_classes=3)
-    student = Student(classes=np.array([3, 5, 7]), kind="tree", depth=2, inference="mixture", **module.export())
+    student = TreeStudent(classes=np.array([3, 5, 7]), depth=2, inference="mixture", **module.export())
     X = rng.normal(size=(50, 4)).astype(np.float32)
     with torch.no_grad():                                         # float64 module; the student keeps float32
         ref = module(torch.from_numpy(X.astype(np.float64))).numpy()
@@ -155,7 +155,7 @@ def test_student_predicts_what_the_torch_module_predicts(rng):
 def test_max_path_and_mixture_differ_as_defined():
     # one inner node: goes right with probability sigmoid(0.4) = 0.599 for x = 0.4
     leaves = np.array([[1.0, 0.0], [0.45, 0.55]], dtype=np.float32)
-    student = Student(classes=np.array(["a", "b"]), kind="tree", depth=1, gate_weights=[[1.0]], gate_biases=[0.0],
+    student = TreeStudent(classes=np.array(["a", "b"]), depth=1, gate_weights=[[1.0]], gate_biases=[0.0],
                       gate_betas=[1.0], leaf_distributions=leaves, inference="max_path")
     x = np.array([[0.4]])
     p = sigmoid(0.4)
@@ -163,8 +163,11 @@ def test_max_path_and_mixture_differ_as_defined():
     mixture = dataclasses.replace(student, inference="mixture")
     assert_allclose(mixture.predict_proba(x), [[(1 - p) + p * 0.45, p * 0.55]], rtol=1e-6)
     assert student.predict(x).tolist() == ["b"] and mixture.predict(x).tolist() == ["a"]
-    path = student.explain(x)[0]
-    assert path["leaf"] == 1 and path["path"] == [{"node": 0, "p_right": pytest.approx(p), "branch": "right"}]
+    paths = student.explain(x)[0]["paths"]                  # k=3 asks for more paths than the 2 leaves
+    assert [q["leaf"] for q in paths] == [1, 0]
+    assert paths[0]["path"] == [{"node": 0, "p_right": pytest.approx(p), "branch": "right"}]
+    assert paths[1]["path"] == [{"node": 0, "p_right": pytest.approx(p), "branch": "left"}]
+    assert paths[1]["path_probability"] == pytest.approx(1 - p)
 
 
 def test_one_hot_soft_targets_equal_hard_labels(digits):
@@ -191,7 +194,7 @@ def test_the_tree_learns_the_targets_it_is_given():
     teacher = CallableTeacher(logits=lambda Z: np.c_[np.zeros(len(Z)), 3 * (Z[:, 0] + Z[:, 1] - 2)])
     t_pred = teacher.soft_labels(X).argmax(1)
     assert 0.1 < np.mean(t_pred != y) < 0.45                  # the two really disagree
-    tree = SoftDecisionTreeClassifier(depth=2, max_epochs=30, batch_size=64)
+    tree = SoftDecisionTreeClassifier(depth=2, max_epochs=30, batch_size=64, random_state=0)
     hard = tree.fit(X, y)
     dist = TreeDistiller(teacher, tree=tree).fit(X)
     assert dist.fidelity(X) >= 0.95 and dist.training_fidelity_ >= 0.95
@@ -229,7 +232,7 @@ def test_tree_distiller_alpha_one_follows_the_labels():
     X = X.astype(np.float32)
     y = (X[:, 0] > 2).astype(int)
     teacher = CallableTeacher(logits=lambda Z: np.c_[np.zeros(len(Z)), 3 * (Z[:, 0] + Z[:, 1] - 2)])
-    tree = SoftDecisionTreeClassifier(depth=2, max_epochs=30, batch_size=64)
+    tree = SoftDecisionTreeClassifier(depth=2, max_epochs=30, batch_size=64, random_state=0)
     labels = TreeDistiller(teacher, tree=tree, alpha=1.0).fit(X, y)
     soft = TreeDistiller(teacher, tree=tree, alpha=0.0).fit(X, y)
     assert labels.score(X, y) >= 0.95 and soft.score(X, y) <= labels.score(X, y) - 0.1
@@ -238,7 +241,7 @@ def test_tree_distiller_alpha_one_follows_the_labels():
 
 def test_tree_distiller_on_digits(digits, digits_teacher):
     X, y, Q, yq = digits
-    tree = SoftDecisionTreeClassifier(depth=4, max_epochs=15)
+    tree = SoftDecisionTreeClassifier(depth=4, max_epochs=15, random_state=0)
     dist = TreeDistiller(digits_teacher, tree=tree, temperature=2.0, augment="noise").fit(X)
     assert dist.score(Q, yq) > 0.75 and dist.fidelity(Q) > 0.75
     assert dist.student_.meta["teacher_temperature"] == 2.0 and dist.student_.meta["soft_targets"] is True
@@ -249,7 +252,7 @@ def test_save_load_round_trip(digits, tmp_path):
     X, y, Q, _ = digits
     names = np.array([f"digit {k}" for k in range(10)])
     for inference in ("max_path", "mixture"):
-        tree = SoftDecisionTreeClassifier(depth=3, max_epochs=5, inference=inference).fit(X, names[y])
+        tree = SoftDecisionTreeClassifier(depth=3, max_epochs=5, inference=inference, random_state=0).fit(X, names[y])
         path = tree.to_student().save(tmp_path / inference)
         loaded = load_student(path)
         assert loaded.kind == "tree" and loaded.depth == 3 and loaded.inference == inference
@@ -268,20 +271,22 @@ def test_save_load_round_trip(digits, tmp_path):
 
 def test_explain_follows_the_most_probable_path(digits):
     X, y, Q, _ = digits
-    tree = SoftDecisionTreeClassifier(depth=3, max_epochs=5).fit(X, y)
+    tree = SoftDecisionTreeClassifier(depth=3, max_epochs=5, random_state=0).fit(X, y)
     route = tree.route(Q[:5])
     assert_allclose(route.sum(axis=1), 1.0)
-    for row, out in zip(route, tree.explain(Q[:5]), strict=True):
-        leaf = int(np.argmax(row))
-        assert out["leaf"] == leaf and out["path_probability"] == pytest.approx(row[leaf])
-        assert [step["node"] for step in out["path"]] == [0, 1 + (leaf >= 4), 3 + leaf // 2]
-        assert np.prod([s["p_right"] if s["branch"] == "right" else 1 - s["p_right"] for s in out["path"]]) \
-            == pytest.approx(row[leaf])
+    for row, out in zip(route, tree.explain(Q[:5], k=8), strict=True):
+        assert [q["leaf"] for q in out["paths"]] == np.argsort(-row, kind="stable").tolist()
+        for q in out["paths"]:
+            leaf = q["leaf"]
+            assert q["path_probability"] == pytest.approx(row[leaf])
+            assert [step["node"] for step in q["path"]] == [0, 1 + (leaf >= 4), 3 + leaf // 2]
+            assert np.prod([s["p_right"] if s["branch"] == "right" else 1 - s["p_right"] for s in q["path"]]) \
+                == pytest.approx(row[leaf])
 
 
 def test_plot_tree(digits, tmp_path):
     X, y, _, _ = digits
-    tree = SoftDecisionTreeClassifier(depth=2, max_epochs=3).fit(X, y)
+    tree = SoftDecisionTreeClassifier(depth=2, max_epochs=3, random_state=0).fit(X, y)
     s = tree.to_student()
     assert_allclose(node_filters(s), s.gate_weights * s.gate_betas[:, None], rtol=1e-6)
     assert_allclose(node_filters(s, "input"), s.gate_weights * s.gate_betas[:, None] / s.input_scale, rtol=1e-6)
@@ -309,22 +314,24 @@ def test_bad_tree_input(kwargs, fit_kwargs, error, match):
                "two_columns": np.full((60, 2), 0.5)}
     fit_kwargs = {k: special.get(v, v) if isinstance(v, str) else v for k, v in fit_kwargs.items()}
     with pytest.raises(error, match=match):
-        SoftDecisionTreeClassifier(max_epochs=1, **kwargs).fit(X, y, **fit_kwargs)
+        SoftDecisionTreeClassifier(max_epochs=1, **kwargs, random_state=0).fit(X, y, **fit_kwargs)
 
 
 def test_student_rejects_inconsistent_tree_arrays():
     good = {"gate_weights": np.zeros((3, 2)), "gate_biases": np.zeros(3), "gate_betas": np.ones(3),
             "leaf_distributions": np.full((4, 2), 0.5)}
-    Student(classes=np.arange(2), kind="tree", depth=2, **good)
-    with pytest.raises(ValueError, match="leaf_distributions must be finite with shape"):
-        Student(classes=np.arange(2), kind="tree", depth=3, **{**good, "gate_weights": np.zeros((7, 2)),
+    TreeStudent(classes=np.arange(2), depth=2, **good)
+    with pytest.raises(ValueError, match=r"leaf_distributions has shape \(4, 2\); expected \(8, 2\)"):
+        TreeStudent(classes=np.arange(2), depth=3, **{**good, "gate_weights": np.zeros((7, 2)),
                                                                "gate_biases": np.zeros(7), "gate_betas": np.ones(7)})
     with pytest.raises(ValueError, match="summing to 1"):
-        Student(classes=np.arange(2), kind="tree", depth=2, **{**good, "leaf_distributions": np.ones((4, 2))})
+        TreeStudent(classes=np.arange(2), depth=2, **{**good, "leaf_distributions": np.ones((4, 2))})
     with pytest.raises(ValueError, match="inference"):
-        Student(classes=np.arange(2), kind="tree", depth=2, inference="vote", **good)
-    with pytest.raises(ValueError, match="takes no prototypes"):
-        Student(classes=np.arange(2), kind="tree", depth=2, prototypes=np.zeros((1, 2)), **good)
+        TreeStudent(classes=np.arange(2), depth=2, inference="vote", **good)
+    with pytest.raises(ValueError, match="depth"):
+        TreeStudent(classes=np.arange(2), depth=1e308, **good)
+    with pytest.raises(TypeError, match="prototypes"):
+        TreeStudent(classes=np.arange(2), depth=2, prototypes=np.zeros((1, 2)), **good)
 
 
 # -- data impressions --------------------------------------------------------------------------
@@ -447,7 +454,7 @@ def test_tree_distiller_feeds_every_copy_to_the_tree(digits, digits_teacher):
             seen.append(len(Z))
             return self.teacher.soft_labels(Z, temperature)
 
-    tree = SoftDecisionTreeClassifier(depth=2, max_epochs=1, batch_size=64)
+    tree = SoftDecisionTreeClassifier(depth=2, max_epochs=1, batch_size=64, random_state=0)
     dist = TreeDistiller(Counting(digits_teacher), tree=tree, augment="noise", augment_copies=3).fit(X)
     assert seen[0] == 256 and seen[1:] == [3 * 64] * 4
     assert dist.student_.meta["augment_copies"] == 3

@@ -86,3 +86,15 @@ def weighted_votes(weights: np.ndarray, ind: np.ndarray, y_codes: np.ndarray, n_
     n = weights.shape[0]
     flat = (np.arange(n)[:, None] * n_classes + y_codes[ind]).ravel()
     return np.bincount(flat, weights=weights.ravel(), minlength=n * n_classes).reshape(n, n_classes)
+
+
+def weighted_mean(weights: np.ndarray, ind: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Kernel-weighted mean of the neighbours' values: ``sum_j w_ij v[ind_ij] / sum_j w_ij``.
+
+    ``values`` of shape ``(n_rows,)`` gives ``(n_queries,)``; ``(n_rows, n_outputs)`` gives
+    ``(n_queries, n_outputs)``; float64.
+    """
+    w = weights / weights.sum(axis=1, keepdims=True)
+    if values.ndim == 1:
+        return np.einsum("ij,ij->i", w, values[ind].astype(np.float64, copy=False))
+    return np.einsum("ij,ijo->io", w, values[ind].astype(np.float64, copy=False))

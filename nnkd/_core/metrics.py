@@ -7,9 +7,16 @@ import numpy as np
 # Codes understood by the C core and the Numba kernels (see cext/greedy.h).
 EUCLIDEAN, MANHATTAN, CHEBYSHEV = 0, 1, 2
 
-#: metric name -> kernel code; cosine runs as euclidean on L2-normalised rows,
-#: which keeps the triangle inequality that net pruning relies on.
-METRIC_CODES = {"euclidean": EUCLIDEAN, "manhattan": MANHATTAN, "chebyshev": CHEBYSHEV, "cosine": EUCLIDEAN}
+#: The one vocabulary of metric names (scikit-learn's): name -> code of the C core and the
+#: Numba kernels, or ``None`` where only search understands the name. Condensing needs a
+#: true metric (nets and pruning rely on the triangle inequality): cosine runs as euclidean
+#: on L2-normalised rows, which is one; squared L2 and the inner product are not.
+METRIC_TABLE: dict[str, int | None] = {"euclidean": EUCLIDEAN, "sqeuclidean": None, "manhattan": MANHATTAN,
+                                       "chebyshev": CHEBYSHEV, "cosine": EUCLIDEAN, "inner_product": None}
+#: Every name: what an Index (and the estimators that only search) accept.
+SEARCH_METRICS = tuple(METRIC_TABLE)
+#: metric name -> kernel code, for the metrics condensing accepts.
+METRIC_CODES = {name: code for name, code in METRIC_TABLE.items() if code is not None}
 METRICS = tuple(METRIC_CODES)
 
 

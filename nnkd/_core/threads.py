@@ -40,3 +40,17 @@ def kernel_threads(n_jobs=None, *, blas: bool = False):
             yield n
     finally:
         numba.set_num_threads(previous)
+
+
+@contextmanager
+def torch_threads(torch, n_jobs=None):
+    """Run the body with ``n_threads(n_jobs)`` PyTorch intra-op threads, restored on exit.
+
+    ``torch`` is passed in (the module), so this layer never imports it.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads(n_jobs))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -168,7 +168,7 @@ def vertex_cover(rows, cols, y, n):
 
 
 def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=None, n_scales=24,
-                 max_edges_per_point=64, backend="c", n_jobs=None, progress=False) -> CondenseResult:
+                 max_edges_per_point=64, n_jobs=None, progress=False) -> CondenseResult:
     """Condense with Gottlieb–Kontorovich–Nisnevitch margin regularization.
 
     Candidate scales are ``n_scales`` geometrically spaced values between the radius of
@@ -192,7 +192,7 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
     n_classes = int(y.max()) + 1
     cap = n if max_prototypes is None else max_prototypes
     start = central_row(X)
-    coarse = run_greedy(X, code, start=start, max_centres=max(2, min(n, (n + 1) // 2)), backend=backend)
+    coarse = run_greedy(X, code, start=start, max_centres=max(2, min(n, (n + 1) // 2)))
     hi = float(coarse.radius[1]) if coarse.radius.size > 1 else 0.0
     lo = float(coarse.radius[-1])
     if not hi > 0:                                   # all points identical
@@ -223,7 +223,7 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
         stop = float(np.nextafter(gamma, 0.0)) if np.isfinite(gamma) else 0.0
         net = run_greedy(X, code, start=central_row(X, kept), max_centres=min(limit, int(kept.sum())),
                          stop_radius=stop, labels=y, n_classes=n_classes,
-                         active=kept.view(np.uint8), backend=backend)
+                         active=kept.view(np.uint8))
         errors = int(net.train_errors[-1] + net.valid_errors[-1])
         m = len(net.order)
         bound = compression_bound(n, errors / n, 2 * m, delta)

@@ -31,7 +31,7 @@ def central_row(X, rows=None) -> int:
 
 def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=None, target_size=None,
                  validation_fraction=0.2, error_tolerance=0.005, random_state=None,
-                 backend="c", progress=False) -> CondenseResult:
+                 progress=False) -> CondenseResult:
     """Condense ``(X, y)`` with algorithm KSU.
 
     Parameters
@@ -79,7 +79,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
     cap = n if max_prototypes is None else max_prototypes
     if target_size is not None:
         net = run_greedy(X, code, start=central_row(X), max_centres=min(target_size, cap), labels=y,
-                         n_classes=n_classes, backend=backend)
+                         n_classes=n_classes)
         m = np.arange(1, len(net.order) + 1)
         curve = {"m": m, "train_errors": net.train_errors,
                  "bound": compression_bound(n, net.train_errors / n, 2 * m, delta)}
@@ -88,7 +88,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
         # Q is infinite once the compression size 2m reaches n: no need to go further.
         limit = min(cap, max(1, (n - 1) // 2))
         net = run_greedy(X, code, start=central_row(X), max_centres=limit, labels=y,
-                         n_classes=n_classes, backend=backend)
+                         n_classes=n_classes)
         m = np.arange(1, len(net.order) + 1)
         bound = compression_bound(n, net.train_errors / n, 2 * m, delta)
         best = int(np.argmin(bound)) + 1            # ties: the smallest net
@@ -102,7 +102,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
         # The traversal keeps only the cells of its last prefix; replaying the (identical)
         # first `best` steps is cheaper than recording every row's cell at every step.
         final = run_greedy(X, code, start=int(net.order[0]), max_centres=best, labels=y,
-                           n_classes=n_classes, backend=backend)
+                           n_classes=n_classes)
         return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve)
     if selection != "validation":
         raise ValueError(f"selection={selection!r} is not supported; use one of {SELECTIONS}.")
@@ -116,7 +116,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
         # hardly condensing, and the largest nets cost the most to build.
         fold_cap = min(cap, int(active.sum())) if max_prototypes is not None else int(active.sum()) // 2
         net = run_greedy(X, code, start=central_row(X, active), max_centres=max(1, fold_cap),
-                         labels=y, n_classes=n_classes, active=active.view(np.uint8), backend=backend)
+                         labels=y, n_classes=n_classes, active=active.view(np.uint8))
         curves.append(net.valid_errors)
         n_train.append(int(active.sum()))
     length = min(len(c) for c in curves)
@@ -126,7 +126,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
     # curve is flat at small scales, so carrying the scale over is unstable.
     size = min(cap, n, int(round(best * n / np.mean(n_train))))
     final = run_greedy(X, code, start=central_row(X), max_centres=size, labels=y,
-                       n_classes=n_classes, backend=backend)
+                       n_classes=n_classes)
     m = np.arange(1, length + 1)
     curve = {"m": m, "valid_errors": valid_errors, "n_folds": len(curves),
              "n_train_per_fold": np.array(n_train), "chosen_m": best}

@@ -16,10 +16,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from nnkd._core.cext import greedy_permutation_c
-from nnkd._core.greedy import greedy_permutation_numba
 from nnkd._core.metrics import as_points, metric_code
-
-BACKENDS = ("c", "numba")
 
 
 @dataclass(frozen=True)
@@ -73,38 +70,20 @@ def resolve_count(value, n: int, name: str) -> int:
 
 
 def run_greedy(X, code, *, start=0, max_centres=None, stop_radius=-1.0, labels=None,
-               n_classes=0, active=None, backend="c") -> GreedyPermutation:
+               n_classes=0, active=None) -> GreedyPermutation:
     """Greedy permutation on already-coerced inputs (float32 C-contiguous ``X``, int64
     ``labels`` in ``[0, n_classes)``, uint8 ``active``). Internal fast path."""
     n = X.shape[0]
     n_active = n if active is None else int(np.count_nonzero(active))
     max_centres = n_active if max_centres is None else min(int(max_centres), n_active)
-    if backend == "c":
-        order, radius, owner, dist, tr, va, m = greedy_permutation_c(
-            X, code, start, max_centres, stop_radius, labels, n_classes, active)
-    elif backend == "numba":
-        order = np.empty(max_centres, dtype=np.int64)
-        radius = np.empty(max_centres, dtype=np.float64)
-        owner = np.empty(n, dtype=np.int64)
-        dist = np.empty(n, dtype=np.float64)
-        tr = np.zeros(max_centres if labels is not None else 0, dtype=np.int64)
-        va = np.zeros_like(tr)
-        m = greedy_permutation_numba(
-            X, code, start, max_centres, float(stop_radius),
-            labels if labels is not None else np.empty(0, np.int64), max(int(n_classes), 1),
-            active if active is not None else np.empty(0, np.uint8),
-            order, radius, owner, dist, tr, va)
-        if labels is None:
-            tr = va = None
-    else:
-        raise ValueError(f"backend={backend!r} is not supported; use one of {BACKENDS}.")
+    order, radius, owner, dist, tr, va, m = greedy_permutation_c(
+        X, code, start, max_centres, stop_radius, labels, n_classes, active)
     return GreedyPermutation(order[:m], radius[:m], owner, dist,
                              None if tr is None else tr[:m], None if va is None else va[:m])
 
 
 def greedy_permutation(X, *, metric: str = "euclidean", start: int = 0, max_prototypes=None,
-                       stop_radius: float | None = None, labels=None, active=None,
-                       backend: str = "c") -> GreedyPermutation:
+                       stop_radius: float | None = None, labels=None, active=None) -> GreedyPermutation:
     """Order points farthest-first, giving a net at every scale.
 
     Parameters
@@ -126,8 +105,6 @@ def greedy_permutation(X, *, metric: str = "euclidean", start: int = 0, max_prot
     active : array-like of shape (n_samples,), dtype=bool, default=None
         Rows that may become centres and vote; the others (held-out rows) are only
         assigned to cells and scored. ``None`` means all rows are active.
-    backend : {"c", "numba"}, default="c"
-        Both run the same algorithm and return identical results.
 
     Returns
     -------
@@ -175,4 +152,4 @@ def greedy_permutation(X, *, metric: str = "euclidean", start: int = 0, max_prot
     elif not np.isfinite(stop_radius):
         raise ValueError(f"stop_radius={stop_radius} must be finite.")
     return run_greedy(X, code, start=int(start), max_centres=cap, stop_radius=float(stop_radius),
-                      labels=lab, n_classes=n_classes, active=act, backend=backend)
+                      labels=lab, n_classes=n_classes, active=act)

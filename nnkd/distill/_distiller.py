@@ -6,14 +6,18 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from nnkd._core.artifacts import import_optional
 from nnkd._core.kernels import KERNELS
+from nnkd._core.metrics import METRICS
+from nnkd._core.threads import torch_threads
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
 from nnkd.distill._augment import make_augmenter
 from nnkd.index import make_index
 from nnkd.neighbors import MarginCondensedNN
-from nnkd.student import DTYPES, Student
+from nnkd.student import DTYPES, ProjectionStudent, PrototypeStudent, Student, cell_layout
 
 #: Prototypes used by ``space="projection"`` when no size budget is given.
 DEFAULT_PROJECTION_PROTOTYPES = 256
@@ -36,13 +40,6 @@ def teacher_soft_labels(teacher, X: np.ndarray, temperature: float) -> np.ndarra
     if T.ndim != 2 or T.shape[0] != X.shape[0] or T.shape[1] < 2:
         raise ValueError(f"teacher soft labels have shape {T.shape}; expected ({X.shape[0]}, n_classes >= 2).")
     return T
-
-
-def _cells(owner: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR layout of the rows of each prototype's cell."""
-    order = np.argsort(owner, kind="stable")
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=m))]).astype(np.int64)
-    return indptr, order.astype(np.int64)
 
 
 def _cell_means(owner: np.ndarray, T: np.ndarray, support: np.ndarray) -> np.ndarray:
@@ -83,7 +80,13 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         Prototypes voting per query (``"input"``/``"teacher"``).
     kernel : str, default="uniform"
         Vote weights (see :class:`~nnkd.KernelKNNClassifier`).
-    metric : str, default="euclidean"
+    metric : {"euclidean", "manhattan", "chebyshev", "cosine"}, default="euclidean"
+        Distance between rows (``"input"``/``"teacher"``); the metrics condensing accepts.
+    index : str, default="exact"
+        Search backend spec (:func:`nnkd.index.make_index`) of the condenser and of the student
+        over its prototypes (``"input"``/``"teacher"``; a projection student is evaluated exactly).
+    index_params : dict, default=None
+        Build and query parameters of the backend.
     temperature : float, default=4.0
         Temperature of the teacher's soft labels (and of the KD loss).
     size_budget_kb : float, default=None
@@ -125,9 +128,13 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
     batch_size : int, default=256
     delta : float, default=0.05
         Confidence of ``bound_``.
-    random_state : int, default=0
+    random_state : int, RandomState instance or None, default=None
+        Seeds condensing, the held-out split and training (``None``: fresh randomness).
     n_jobs : int, default=None
+        Threads for condensing and for PyTorch training (joblib semantics: ``None`` is 1,
+        ``-1`` all cores).
     verbose : bool, default=False
+        Progress bars (stderr).
 
     Attributes
     ----------
@@ -158,7 +165,9 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         "condenser": [MarginCondensedNN, None],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "kernel": [StrOptions(set(KERNELS))],
-        "metric": [StrOptions({"euclidean", "manhattan", "chebyshev", "cosine"})],
+        "metric": [StrOptions(set(METRICS))],
+        "index": [str],
+        "index_params": [dict, None],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "size_budget_kb": [Interval(Real, 0, None, closed="neither"), None],
         "dtype": [StrOptions({"float32", "float16"})],
@@ -173,21 +182,23 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "delta": [Interval(Real, 0, 1, closed="neither")],
-        "random_state": [Integral, None],
+        "random_state": ["random_state"],
         "n_jobs": [Integral, None],
         "verbose": ["boolean"],
     }
 
     def __init__(self, teacher=None, *, space="input", condenser=None, n_neighbors=1, kernel="uniform",
-                 metric="euclidean", temperature=4.0, size_budget_kb=None, dtype="float32", projection_dim=None,
+                 metric="euclidean", index="exact", index_params=None, temperature=4.0, size_budget_kb=None, dtype="float32", projection_dim=None,
                  augment=None, noise_scale=0.3, subclasses=None, alpha=0.0, loss="kd", slam_coverage=0.95,
-                 max_epochs=60, lr=0.01, batch_size=256, delta=0.05, random_state=0, n_jobs=None, verbose=False):
+                 max_epochs=60, lr=0.01, batch_size=256, delta=0.05, random_state=None, n_jobs=None, verbose=False):
         self.teacher = teacher
         self.space = space
         self.condenser = condenser
         self.n_neighbors = n_neighbors
         self.kernel = kernel
         self.metric = metric
+        self.index = index
+        self.index_params = index_params
         self.temperature = temperature
         self.size_budget_kb = size_budget_kb
         self.dtype = dtype
@@ -235,6 +246,9 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         """
         self._check_teacher()
         X = validate_data(self, X, dtype=np.float32, order="C")
+        # One draw from random_state seeds everything below: an int gives the same student
+        # every time, None fresh randomness (never a silent 0).
+        self._seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         T = teacher_soft_labels(self.teacher, X, self.temperature)
         n_classes = T.shape[1]
         y_codes = None
@@ -282,12 +296,13 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
 
     def _condenser(self, cap: int | None, target: int | None = None) -> MarginCondensedNN:
         if target is not None:                    # the projection's start: a net of exactly `target` rows
-            cond = MarginCondensedNN(method="ksu", random_state=self.random_state)
+            cond = MarginCondensedNN(method="ksu")
         elif self.condenser is not None:
             cond = clone(self.condenser)
         else:
-            cond = MarginCondensedNN(method="hart", random_state=self.random_state)
-        params = {"metric": self.metric, "n_jobs": self.n_jobs}
+            cond = MarginCondensedNN(method="hart")
+        params = {"metric": self.metric, "n_jobs": self.n_jobs, "random_state": self._seed, "index": self.index,
+                  "index_params": self.index_params}
         if target is not None:
             params["target_size"] = target
         elif cap is not None:
@@ -307,15 +322,20 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         cond = self._condenser(cap).fit(Z, hard)
         owner = cond.index_.query(Z, 1)[1][:, 0]
         m = cond.support_.shape[0]
-        indptr, indices = _cells(owner, m)
-        return Student(classes=self.classes_, prototypes=Z[cond.support_], label_vectors=_cell_means(owner, T, cond.support_),
-                       kind="knn", space=self.space, metric=self.metric,
-                       n_neighbors=min(self.n_neighbors, m), kernel=self.kernel, support=cond.support_,
-                       cell_indptr=indptr, cell_indices=indices, bound=float(cond.bound_),
-                       dtype=self.dtype, meta={"teacher_temperature": self.temperature, "condenser": cond.method})
+        indptr, indices = cell_layout(owner, m)
+        student = PrototypeStudent(
+            classes=self.classes_, prototypes=Z[cond.support_], label_vectors=_cell_means(owner, T, cond.support_),
+            space=self.space, metric=self.metric, n_neighbors=min(self.n_neighbors, m), kernel=self.kernel,
+            index=self.index, index_params=self.index_params or {}, support=cond.support_, cell_indptr=indptr,
+            cell_indices=indices, bound=float(cond.bound_), dtype=self.dtype,
+            meta={"teacher_temperature": self.temperature, "condenser": cond.method})
+        if self.dtype == "float32":              # the same prototypes: search the condenser's index
+            student.attach_index(cond.index_)
+        return student
 
     def _fit_projection(self, X, T, hard, y_codes) -> Student:
-        import torch
+        torch = import_optional("torch", "torch==2.13.0", "NNDistiller(space='projection')",
+                                hint="the CPU build; see README")
 
         from nnkd.distill._projection import ProtoNNModule, train_prototypes
 
@@ -363,20 +383,15 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             return train_prototypes(
                 mod, Xs[rows], T[rows], temperature=self.temperature, relabel=relabel if augment else None,
                 augment=augment, y_codes=None if y_codes is None else y_codes[rows], alpha=self.alpha,
-                epochs=epochs, lr=self.lr, batch_size=self.batch_size, seed=self.random_state or 0,
+                epochs=epochs, lr=self.lr, batch_size=self.batch_size, seed=self._seed,
                 slam=None if slam is None else (slam[0][rows], slam[1][rows]), progress=self.verbose)
 
-        previous = torch.get_num_threads()
-        try:
-            if self.n_jobs is not None:
-                torch.set_num_threads(max(1, self.n_jobs if self.n_jobs > 0 else previous))
+        with torch_threads(torch, self.n_jobs):
             noise = self.noise_scale
             if self.augment == "noise" and noise == "auto":
                 noise = self._choose_noise(module, Xs, hard, train)
             self.noise_scale_ = noise if self.augment == "noise" else None
             self.loss_curve_ = train(module, np.arange(n), self.max_epochs, noise)
-        finally:
-            torch.set_num_threads(previous)
         W, B, Z, gamma = module.export()
         # Fold the standardisation into the projection and the prototypes: W((x - mean) / scale) - b
         # = (W / scale) x - (b + (W / scale) mean), so the artifact stores no mean or scale and the
@@ -385,8 +400,8 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         B = (B.astype(np.float64) + W64 @ mean.astype(np.float64)).astype(np.float32)
         W = W64.astype(np.float32)
         owner = make_index("exact").fit(B).query(X @ W.T, 1)[1][:, 0]      # cells in the learned space
-        indptr, indices = _cells(owner, m)
-        return Student(classes=self.classes_, prototypes=B, label_vectors=Z, kind="rbf", space="projection",
+        indptr, indices = cell_layout(owner, m)
+        return ProjectionStudent(classes=self.classes_, prototypes=B, label_vectors=Z,
                        gamma=gamma, projection=W, support=support,
                        output_classes=None if self.lelp_ is None else self.lelp_.subclass_class,
                        cell_indptr=indptr, cell_indices=indices, bound=None,
@@ -401,7 +416,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
 
         import torch
 
-        rng = np.random.default_rng(self.random_state)
+        rng = np.random.default_rng(self._seed)
         perm = rng.permutation(Xs.shape[0])
         n_val = max(1, int(_AUTO_HOLDOUT * Xs.shape[0]))
         val, fit_rows = perm[:n_val], perm[n_val:]
@@ -440,6 +455,14 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
         return self.student_.explain(self._student_input(X), k)
+
+    def to_student(self) -> Student:
+        """The fitted student (NumPy only): ``to_student().save(dir)``, then ``nnkd serve dir``.
+
+        A ``space="teacher"`` student takes teacher embeddings (``teacher.embed(X)``), not raw rows.
+        """
+        check_is_fitted(self)
+        return self.student_
 
     def fidelity(self, X) -> float:
         """Top-1 agreement of the student with the teacher on ``X``."""

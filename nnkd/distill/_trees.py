@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
 from nnkd.distill._augment import make_augmenter
 from nnkd.distill._distiller import check_teacher, teacher_soft_labels
-from nnkd.student import Student
+from nnkd.student import TreeStudent
 from nnkd.trees import SoftDecisionTreeClassifier
 
 
@@ -59,7 +59,7 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
     ----------
     tree_ : SoftDecisionTreeClassifier
         The fitted tree.
-    student_ : nnkd.student.Student
+    student_ : nnkd.student.TreeStudent
         Its ``kind="tree"`` artifact (NumPy only).
     classes_ : ndarray of shape (n_classes,)
     size_bytes_ : int
@@ -79,7 +79,8 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
     >>> from nnkd.trees import SoftDecisionTreeClassifier
     >>> X, y = load_iris(return_X_y=True)
     >>> teacher = train_mlp_teacher(X, y, hidden=(16,), epochs=40)
-    >>> dist = TreeDistiller(teacher, tree=SoftDecisionTreeClassifier(depth=2, max_epochs=60, batch_size=32))
+    >>> tree = SoftDecisionTreeClassifier(depth=2, max_epochs=60, batch_size=32, random_state=0)
+    >>> dist = TreeDistiller(teacher, tree=tree)
     >>> dist.fit(X).fidelity(X) > 0.85
     True
     """
@@ -180,12 +181,12 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
         teacher = np.argmax(self.teacher.soft_labels(X, 1.0), axis=1)
         return float(np.mean(np.argmax(self.student_.predict_proba(X), axis=1) == teacher))
 
-    def explain(self, X) -> list[dict]:
-        """Most probable root-to-leaf path of each row (see :meth:`nnkd.student.Student.explain`)."""
+    def explain(self, X, k: int = 3) -> list[dict]:
+        """The ``k`` most probable root-to-leaf paths of each row (see :meth:`nnkd.student.TreeStudent.explain`)."""
         X = self._checked(X)
-        return self.student_.explain(X)
+        return self.student_.explain(X, k)
 
-    def to_student(self) -> Student:
+    def to_student(self) -> TreeStudent:
         """The NumPy-only ``kind="tree"`` student."""
         check_is_fitted(self)
         return self.student_

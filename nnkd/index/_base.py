@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from nnkd._core.artifacts import package_version, write_metadata
-from nnkd._core.metrics import check_points, normalize_rows
+from nnkd._core.metrics import SEARCH_METRICS, check_points, normalize_rows
 
 #: Metric names every backend understands (where it can: see each backend's docs).
-INDEX_METRICS = ("euclidean", "sqeuclidean", "manhattan", "chebyshev", "cosine", "inner_product")
+INDEX_METRICS = SEARCH_METRICS
 
 FORMAT = "nnkd.index"
 FORMAT_VERSION = 1

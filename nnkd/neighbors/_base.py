@@ -6,7 +6,9 @@ from numbers import Integral
 
 import numpy as np
 
-from nnkd._sklearn_compat import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from nnkd._sklearn_compat import Interval, StrOptions, validate_data
 from nnkd.index import INDEX_METRICS, Index, make_index
 
 #: ``_parameter_constraints`` entries shared by the index-backed estimators.
@@ -32,3 +34,26 @@ def check_n_neighbors(k: int, n_samples: int, extra: int = 0, name: str = "n_nei
         more = f" + {extra}" if extra else ""
         raise ValueError(f"Expected {name}{more} <= n_samples_fit, but {name}{more} = {k + extra}, "
                          f"n_samples_fit = {n_samples}, n_samples={n_samples}; lower {name}.")
+
+
+class StudentMixin:
+    """``explain`` for estimators that export a student: the student's explanation of the
+    validated rows (one return type for every estimator, see :meth:`nnkd.student.Student.explain`)."""
+
+    def explain(self, X, k: int = 3) -> list[dict]:
+        """Per row: the prediction and the ``k`` nearest prototypes behind it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+        k : int, default=3
+            Prototypes per row (at most the number of prototypes).
+
+        Returns
+        -------
+        explanations : list of dict
+            One dict per row (see :meth:`nnkd.student.PrototypeStudent.explain`).
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        return self.to_student().explain(X, k)

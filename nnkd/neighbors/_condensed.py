@@ -23,12 +23,13 @@ from nnkd.condense.gkn import gkn_condense
 from nnkd.condense.hart import hart_condense
 from nnkd.condense.ksu import ksu_condense
 from nnkd.condense.nets import resolve_count
-from nnkd.neighbors._base import build_index
+from nnkd.neighbors._base import StudentMixin, build_index
+from nnkd.student import PrototypeStudent, cell_layout
 
 METHODS = ("ksu", "gkn", "hart", "fcnn")
 
 
-class MarginCondensedNN(ClassifierMixin, BaseEstimator):
+class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
     """1-NN classifier over a condensed prototype set with a generalization bound.
 
     ``fit`` keeps a small subset of the training rows (the prototypes), labels each by
@@ -77,8 +78,6 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         ``"nmslib:hnsw"`` pay off for many prototypes and large query batches.
     index_params : dict, default=None
         Build and query parameters of the backend (``{"efSearch": 256}``, ...).
-    backend : {"c", "numba"}, default="c"
-        Implementation of the greedy permutation (identical results).
     random_state : int, RandomState instance or None, default=None
         Visiting order of ``"hart"`` and the split of ``selection="validation"``.
     n_jobs : int, default=None
@@ -158,7 +157,6 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
                         Interval(Real, 0, 1, closed="right"), None],
         "index": [str],
         "index_params": [dict, None],
-        "backend": [StrOptions({"c", "numba"})],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
         "verbose": ["boolean"],
@@ -166,7 +164,7 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
 
     def __init__(self, method="ksu", *, metric="euclidean", delta=0.05, selection="bound",
                  validation_fraction=0.2, error_tolerance=0.005, max_prototypes=None, target_size=None, index="exact",
-                 index_params=None, backend="c", random_state=None, n_jobs=None, verbose=False):
+                 index_params=None, random_state=None, n_jobs=None, verbose=False):
         self.method = method
         self.metric = metric
         self.delta = delta
@@ -177,7 +175,6 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         self.target_size = target_size
         self.index = index
         self.index_params = index_params
-        self.backend = backend
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -221,11 +218,10 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
                                   max_prototypes=cap, target_size=target,
                                   validation_fraction=self.validation_fraction,
                                   error_tolerance=self.error_tolerance,
-                                  random_state=self.random_state, backend=self.backend,
-                                  progress=self.verbose)
+                                  random_state=self.random_state, progress=self.verbose)
         elif self.method == "gkn":
             result = gkn_condense(Xw, y_codes, code, delta=self.delta, max_prototypes=cap,
-                                  target_size=target, backend=self.backend, n_jobs=self.n_jobs,
+                                  target_size=target, n_jobs=self.n_jobs,
                                   progress=self.verbose)
         else:
             limit = target if target is not None else cap
@@ -254,6 +250,8 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         self.sample_indices_ = result.support
         self.prototypes_ = X[result.support]
         self.scale_ = float(result.scale)
+        self._cell_indptr, self._cell_indices = cell_layout(owner, k)
+        self._n_samples = n
         self.training_error_ = float(np.mean(self._proto_codes[owner] != y_codes))
         self.bound_ = float(compression_bound(n, self.training_error_, 2 * k, self.delta))
         self.compression_ratio_ = k / n
@@ -294,6 +292,28 @@ class MarginCondensedNN(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         _, ind = self._nearest(X)
         return self.prototype_proba_[ind]
+
+    def to_student(self) -> PrototypeStudent:
+        """The condensed classifier as a NumPy-only student (``.save(dir)``, ``nnkd serve dir``).
+
+        It predicts what :meth:`predict` predicts: the prototypes with their cell class
+        distributions, 1-NN through the same index, the cells as explanations and
+        ``bound_`` as its bound.
+
+        Returns
+        -------
+        student : nnkd.student.PrototypeStudent
+        """
+        check_is_fitted(self)
+        student = PrototypeStudent(
+            classes=self.classes_, prototypes=self.prototypes_, label_vectors=self.prototype_proba_,
+            metric=self.metric, n_neighbors=1, index=self.index, index_params=self.index_params or {},
+            support=self.support_, cell_indptr=self._cell_indptr, cell_indices=self._cell_indices,
+            bound=self.bound_, meta={"estimator": "MarginCondensedNN", "method": self.method, "delta": self.delta,
+                                     "scale": self.scale_, "training_error": self.training_error_,
+                                     "compression_ratio": self.compression_ratio_, "n_samples": self._n_samples})
+        student.attach_index(self.index_)
+        return student
 
     def fit_resample(self, X, y):
         """Fit, then return the condensed set (imbalanced-learn's sampler protocol).

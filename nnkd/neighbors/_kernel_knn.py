@@ -9,14 +9,16 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from nnkd._core.kernels import KERNELS, kernel_weights, weighted_votes
+from nnkd._core.kernels import KERNELS, kernel_weights, weighted_mean, weighted_votes
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
 from nnkd.neighbors._base import (
     INDEX_CONSTRAINTS,
     N_NEIGHBORS_CONSTRAINT,
+    StudentMixin,
     build_index,
     check_n_neighbors,
 )
+from nnkd.student import PrototypeRegressor, PrototypeStudent
 
 _PARAMS_DOC = """
     Parameters
@@ -50,7 +52,7 @@ _PARAMS_DOC = """
 """
 
 
-class _KernelKNN(BaseEstimator):
+class _KernelKNN(StudentMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "n_neighbors": N_NEIGHBORS_CONSTRAINT,
         "kernel": [StrOptions(set(KERNELS)), callable],
@@ -74,6 +76,7 @@ class _KernelKNN(BaseEstimator):
         check_n_neighbors(self.n_neighbors, X.shape[0], int(self.exclude_self))
         self.index_ = build_index(self, X)
         self.n_samples_fit_ = X.shape[0]
+        self._fit_X = X
 
     def kneighbors(self, X, n_neighbors=None, return_distance=True):
         """Neighbours of each query row among the training rows.
@@ -115,6 +118,19 @@ class _KernelKNN(BaseEstimator):
     def _weights(self, X):
         dist, ind = self.kneighbors(X)
         return kernel_weights(dist, self.kernel, self.bandwidth), ind
+
+    def _student_params(self) -> dict:
+        if not isinstance(self.kernel, str):
+            raise ValueError("a callable kernel cannot be saved in a student; use one of the named kernels "
+                             f"{sorted(KERNELS)}.")
+        return {"prototypes": self._fit_X, "metric": self.metric, "n_neighbors": self.n_neighbors,
+                "kernel": self.kernel, "bandwidth": self.bandwidth, "index": self.index,
+                "index_params": self.index_params or {},
+                "meta": {"estimator": type(self).__name__, "n_samples": self.n_samples_fit_}}
+
+    def _with_index(self, student):
+        student.attach_index(self.index_)
+        return student
 
 
 class KernelKNNClassifier(ClassifierMixin, _KernelKNN):
@@ -191,6 +207,21 @@ class KernelKNNClassifier(ClassifierMixin, _KernelKNN):
         votes = weighted_votes(w, ind, self._y_codes, self.classes_.shape[0])
         return votes / votes.sum(axis=1, keepdims=True)
 
+    def to_student(self) -> PrototypeStudent:
+        """Every training row as a prototype of a NumPy-only student (``.save(dir)``, ``nnkd serve dir``).
+
+        It predicts what :meth:`predict` predicts for new rows (``exclude_self`` only applies to
+        the estimator's own training rows). Raises ``ValueError`` for a callable kernel.
+
+        Returns
+        -------
+        student : nnkd.student.PrototypeStudent
+        """
+        check_is_fitted(self)
+        one_hot = np.eye(len(self.classes_), dtype=np.float32)[self._y_codes]
+        return self._with_index(PrototypeStudent(classes=self.classes_, label_vectors=one_hot,
+                                                 **self._student_params()))
+
     def predict(self, X):
         """Class with the largest kernel-weighted vote.
 
@@ -263,10 +294,18 @@ class KernelKNNRegressor(RegressorMixin, _KernelKNN):
         """
         check_is_fitted(self)
         w, ind = self._weights(X)
-        w = w / w.sum(axis=1, keepdims=True)
-        if self._y.ndim == 1:
-            return np.einsum("ij,ij->i", w, self._y[ind])
-        return np.einsum("ij,ijo->io", w, self._y[ind])
+        return weighted_mean(w, ind, self._y)
+
+    def to_student(self) -> PrototypeRegressor:
+        """Every training row with its target as a NumPy-only regression student (``.save(dir)``,
+        ``nnkd serve dir``): its ``predict`` returns what :meth:`predict` returns for new rows.
+
+        Returns
+        -------
+        student : nnkd.student.PrototypeRegressor
+        """
+        check_is_fitted(self)
+        return self._with_index(PrototypeRegressor(classes=None, targets=self._y, **self._student_params()))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -34,8 +34,9 @@ class ANNTransformer(TransformerMixin, BaseEstimator):
     mode : {"distance", "connectivity"}, default="distance"
     metric : {"euclidean", "sqeuclidean", "manhattan", "chebyshev", "cosine", "inner_product"}, default="euclidean"
         ``inner_product`` gives negative "distances", which precomputed-metric estimators reject.
-    index : str, default="nmslib:hnsw"
-        Search backend spec for :func:`nnkd.index.make_index`.
+    index : str, default="exact"
+        Search backend spec for :func:`nnkd.index.make_index`: ``"exact"`` needs no optional
+        dependency; ``"nmslib:hnsw"`` or ``"faiss:HNSW32"`` pay off on large data.
     index_params : dict, default=None
         Build and query parameters of the backend.
     n_jobs : int, default=None
@@ -68,7 +69,7 @@ class ANNTransformer(TransformerMixin, BaseEstimator):
         **INDEX_CONSTRAINTS,
     }
 
-    def __init__(self, n_neighbors=5, *, mode="distance", metric="euclidean", index="nmslib:hnsw",
+    def __init__(self, n_neighbors=5, *, mode="distance", metric="euclidean", index="exact",
                  index_params=None, n_jobs=None):
         self.n_neighbors = n_neighbors
         self.mode = mode

@@ -155,15 +155,15 @@ class _InferenceEndpoint:
     ``Request``/``Response`` objects and middleware.
     """
 
-    def __init__(self, endpoint: str, batcher: MicroBatcher, config: ServeConfig, n_features: int,
-                 n_prototypes: int, what: str, meter: _Meter):
+    def __init__(self, endpoint: str, batcher: MicroBatcher, config: ServeConfig, student: Student,
+                 meter: _Meter):
         self.endpoint = endpoint
         self.label = f"/v1/{endpoint}"
         self.batcher = batcher
         self.config = config
-        self.n_features = n_features
-        self.n_prototypes = n_prototypes
-        self.what = what
+        self.student = student
+        self.n_features = student.n_features_in
+        self.what = student.expects()
         self.meter = meter
 
     async def __call__(self, scope, receive, send):
@@ -194,7 +194,7 @@ class _InferenceEndpoint:
         try:
             check_content_type(content_type.decode("latin-1") if content_type is not None else None)
             payload = decode_json(await _read_body(receive, declared, self.config.max_body_bytes))
-            options = parse_options(payload, n_prototypes=self.n_prototypes, endpoint=self.endpoint)
+            options = parse_options(payload, student=self.student, endpoint=self.endpoint)
             X = parse_instances(payload["instances"], self.n_features, self.config.max_instances, what=self.what)
             return 200, await self.batcher.submit(X, options), []
         except RequestError as exc:
@@ -314,9 +314,6 @@ def create_app(student: Student, plan: BatchPlan, config: ServeConfig, *,
     batcher = MicroBatcher(predictor, max_batch=plan.max_batch, max_delay_s=plan.max_delay_s, controller=controller,
                            max_queue_rows=config.max_queue_rows, on_batch=on_batch)
     metrics.max_batch.set(plan.max_batch)
-    n_features = student.n_features_in
-    n_prototypes = student.prototypes.shape[0]
-    what = " (teacher embeddings)" if student.space == "teacher" else ""
     state = {"status": "starting"}
 
     async def model(request: Request) -> Response:
@@ -360,7 +357,7 @@ def create_app(student: Student, plan: BatchPlan, config: ServeConfig, *,
             logger.info("stopped after %d batches (%d rows)", batcher.batches, batcher.rows)
 
     meter = _Meter(metrics, config.slo_s)
-    hot = {f"/v1/{name}": _InferenceEndpoint(name, batcher, config, n_features, n_prototypes, what, meter)
+    hot = {f"/v1/{name}": _InferenceEndpoint(name, batcher, config, student, meter)
            for name in ("predict", "neighbors")}
     routes = [Route("/v1/predict", hot["/v1/predict"], methods=["POST"]),
               Route("/v1/neighbors", hot["/v1/neighbors"], methods=["POST"]),
@@ -373,17 +370,6 @@ def create_app(student: Student, plan: BatchPlan, config: ServeConfig, *,
 
 
 def describe_student(student: Student, config: ServeConfig) -> dict:
-    """Metadata of the served student, as ``/v1/model`` shows it."""
-    d = student.n_features_in
-    if student.space == "teacher":
-        expects = f"teacher embeddings: {d} values per instance (the teacher's embedding layer output, not raw rows)"
-    elif student.projection is not None or student.input_mean is not None:
-        expects = f"raw input rows: {d} values per instance (standardised and projected by the student)"
-    else:
-        expects = f"raw input rows: {d} values per instance"
-    return {"path": config.student_dir, "kind": student.kind, "space": student.space, "metric": student.metric,
-            "index": student.index, "n_neighbors": student.n_neighbors, "kernel": student.kernel,
-            "gamma": student.gamma, "classes": student.classes.tolist(), "n_classes": len(student.classes),
-            "n_prototypes": int(student.prototypes.shape[0]), "prototype_dims": int(student.prototypes.shape[1]),
-            "n_features_in": d, "expects": expects, "size_bytes": student.size_bytes, "bound": student.bound,
-            "checksums": config.checksums}
+    """Metadata of the served student, as ``/v1/model`` shows it: :meth:`Student.describe`
+    plus where it was loaded from and its files' checksums."""
+    return {"path": config.student_dir, **student.describe(), "checksums": config.checksums}

@@ -18,35 +18,24 @@ class StudentPredictor:
 
     Notes
     -----
-    Labels are ``classes[argmax(predict_proba)]``, which is how :meth:`Student.predict`
-    computes them, so a batched answer equals ``predict`` on the request's own rows.
+    Labels and probabilities come from one :meth:`Student.predict_with_proba` over the batch,
+    so a batched answer equals ``predict`` on the request's own rows.
     Neighbours come from :meth:`Student.explain` on the rows that ask for them (one call
     per distinct ``k`` in the batch).
     """
 
     def __init__(self, student: Student):
         self.student = student
-        self._classes = student.classes.tolist()
+        self._classes = None if student.classes is None else student.classes.tolist()
 
     def sample_rows(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` plausible input rows (for profiling): prototypes plus noise in input space,
-        or standardised Gaussian rows when the student projects its inputs."""
-        s = self.student
-        if s.projection is None and s.input_mean is None:
-            P = s.prototypes
-            noise = rng.standard_normal((n, P.shape[1])) * (0.1 * P.std(axis=0) + 1e-6)
-            return np.ascontiguousarray(P[rng.integers(0, P.shape[0], n)] + noise, dtype=np.float32)
-        d = s.n_features_in
-        mean = s.input_mean if s.input_mean is not None else np.zeros(d, dtype=np.float32)
-        scale = s.input_scale if s.input_scale is not None else np.ones(d, dtype=np.float32)
-        return np.ascontiguousarray(mean + scale * rng.standard_normal((n, d)), dtype=np.float32)
+        """``n`` plausible input rows (for profiling): :meth:`Student.example_inputs`."""
+        return self.student.example_inputs(n, rng)
 
     def __call__(self, X: np.ndarray, sizes: list[int], options: list[Options]) -> list[dict]:
         """Answer every request of a batch: ``X`` holds their rows in order, ``sizes[r]`` of
         them for request ``r``, which asked for ``options[r]``."""
-        s = self.student
-        proba = s.predict_proba(X)
-        labels = s.classes[np.argmax(proba, axis=1)]
+        labels, proba = self.student.predict_with_proba(X)
         bounds = np.concatenate([[0], np.cumsum(sizes)])
         neighbors = self._neighbors(X, options, bounds)
         out = []

@@ -100,7 +100,7 @@ def parse_instances(value, n_features: int, max_instances: int, *, what: str = "
     max_instances : int
         Most rows accepted in one request.
     what : str, default=""
-        Appended to the dimension message (e.g. ``" (teacher embeddings)"``).
+        What an instance is, for the dimension message (:meth:`~nnkd.student.Student.expects`).
 
     Raises
     ------
@@ -119,7 +119,8 @@ def parse_instances(value, n_features: int, max_instances: int, *, what: str = "
             raise RequestError(422, f"instances[{i}] is {_json_type(row)}; each instance must be an array of "
                                     f"{n_features} numbers.")
         if len(row) != n_features:
-            raise RequestError(422, f"instances[{i}] has {len(row)} values; this student expects {n_features}{what}.")
+            raise RequestError(422, f"instances[{i}] has {len(row)} values; this student expects {n_features}"
+                                    + (f" ({what})" if what else "") + ".")
         if not _NUMBER_TYPES.issuperset(map(type, row)):
             j = next(j for j, v in enumerate(row) if type(v) not in _NUMBER_TYPES)
             raise RequestError(422, f"instances[{i}][{j}] is {_json_type(row[j])}; values must be numbers.")
@@ -146,10 +147,13 @@ def _fits_float(v: int) -> bool:
     return True
 
 
-def parse_options(payload: dict, *, n_prototypes: int, endpoint: str) -> Options:
+def parse_options(payload: dict, *, student, endpoint: str) -> Options:
     """The request's options (``"return"``, ``"k"``); 422 naming the problem.
 
-    ``endpoint="neighbors"`` always returns neighbours and accepts no ``"return"``.
+    ``endpoint="neighbors"`` always returns neighbours and accepts no ``"return"``. What the
+    student cannot answer (probabilities from a regressor, neighbours from a tree) is a 422
+    with the student's own reason (:meth:`~nnkd.student.Student.check_proba`,
+    :meth:`~nnkd.student.Student.check_neighbors`).
     """
     allowed = {"instances", "k"} | ({"return"} if endpoint == "predict" else set())
     unknown = sorted(set(payload) - allowed)
@@ -169,24 +173,31 @@ def parse_options(payload: dict, *, n_prototypes: int, endpoint: str) -> Options
                                     f"got {json.dumps(requested)[:80]}.")
         fields = tuple(f for f in RETURN_FIELDS if f in requested)
     k = payload.get("k", DEFAULT_K)
-    if type(k) is not int or not 1 <= k <= n_prototypes:
-        raise RequestError(422, f'"k" must be an integer in [1, {n_prototypes}] (the number of prototypes); '
-                                f"got {json.dumps(k)[:40]}.")
+    if type(k) is not int or k < 1:
+        raise RequestError(422, f'"k" must be an integer >= 1; got {json.dumps(k)[:40]}.')
+    try:
+        if "proba" in fields:
+            student.check_proba()
+        if "neighbors" in fields:
+            student.check_neighbors(k)
+    except ValueError as exc:
+        raise RequestError(422, str(exc)) from None
     return Options(fields=fields, k=k)
 
 
-def request_overhead(n_features: int, n_prototypes: int, *, repeats: int = 200, seed: int = 0) -> float:
+def request_overhead(student, *, repeats: int = 200, seed: int = 0) -> float:
     """Median seconds one one-row request spends being decoded, validated and its answer
     encoded (what the planner adds to the model's time per request)."""
     import time
 
     rng = np.random.default_rng(seed)
+    n_features = student.n_features_in
     body = json.dumps({"instances": rng.standard_normal((1, n_features)).round(4).tolist()}).encode()
     times = []
     for _ in range(max(1, repeats)):
         start = time.perf_counter()
         payload = decode_json(body)
-        parse_options(payload, n_prototypes=n_prototypes, endpoint="predict")
+        parse_options(payload, student=student, endpoint="predict")
         parse_instances(payload["instances"], n_features, 1)
         json.dumps({"label": [0]}, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
         times.append(time.perf_counter() - start)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nnkd._core.artifacts import import_optional, read_metadata
+from nnkd._core.artifacts import import_optional
 from nnkd.serve._net import is_loopback
 from nnkd.serve._planner import DEFAULT_MAX_BATCH_CAP, BatchPlan, LatencyProfile, plan_batching, profile_latency
 from nnkd.serve._predictor import StudentPredictor
 from nnkd.serve._requests import Options, request_overhead
-from nnkd.student import FORMAT, FORMAT_VERSION, Student, load_student
+from nnkd.student import Student, load_student, read_student_metadata
 
 logger = logging.getLogger("nnkd.serve")
 
@@ -102,7 +102,7 @@ def prepare_server(student_dir, *, slo_ms: float = 50.0, max_batch: int | None =
         raise ValueError(f"--max-delay-ms {max_delay_ms} must be >= 0.")
     directory = Path(student_dir)
     student = load_student(directory)               # format, shapes and every checksum
-    checksums = read_metadata(directory, "student.json", FORMAT, FORMAT_VERSION, "student")["files"]
+    checksums = read_student_metadata(directory)["files"]
     defaults = ServeConfig(slo_s=slo_ms / 1e3)
     config = ServeConfig(slo_s=slo_ms / 1e3, max_body_bytes=max_body_bytes or defaults.max_body_bytes,
                          max_instances=max_instances or defaults.max_instances,
@@ -116,7 +116,7 @@ def prepare_server(student_dir, *, slo_ms: float = 50.0, max_batch: int | None =
 
     cap = max_batch if max_batch is not None else DEFAULT_MAX_BATCH_CAP
     profile = profile_latency(run, lambda b: predictor.sample_rows(b, rng), max_batch=cap, budget_s=profile_budget_s)
-    overhead = request_overhead(student.n_features_in, student.prototypes.shape[0])
+    overhead = request_overhead(student)
     plan = plan_batching(profile, config.slo_s, request_overhead_s=overhead, max_batch=max_batch,
                          max_delay_s=None if max_delay_ms is None else max_delay_ms / 1e3)
     prepared = PreparedServer(student_dir=str(directory.resolve()), plan=plan.to_dict(),
@@ -187,8 +187,8 @@ def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms
                                        max_body_bytes=max_body_bytes, max_instances=max_instances,
                                        max_queue_rows=max_queue_rows)
     plan = BatchPlan.from_dict(prepared.plan)
-    logger.info("student %s: kind=%s space=%s, %d prototypes, %d input dims", prepared.student_dir, student.kind,
-                student.space, student.prototypes.shape[0], student.n_features_in)
+    logger.info("student %s: kind=%s, %s, %d bytes", prepared.student_dir, student.kind, student.expects(),
+                student.size_bytes)
     for row in LatencyProfile(**{k: tuple(v) for k, v in prepared.profile.items()}).to_dict()["rows"]:
         logger.info("profile: batch %5d  p50 %7.3f ms  p99 %7.3f ms  %9.0f rows/s", row["batch_size"],
                     row["p50_ms"], row["p99_ms"], row["rows_per_s"])

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from nnkd._core.artifacts import import_optional
-from nnkd.student import Student
+from nnkd.student import TreeStudent
 
 #: Inches per leaf column and per level row.
 _LEAF_WIDTH_IN, _LEVEL_HEIGHT_IN = 0.55, 1.0
 
 
-def node_filters(student: Student, units: str = "standardised") -> np.ndarray:
+def node_filters(student: TreeStudent, units: str = "standardised") -> np.ndarray:
     """Each inner node's filter, ndarray of shape (n_inner, n_features), float64.
 
     The gate reads ``beta (w . (x - mean) / scale + b)``. ``units="standardised"``: ``beta w``,
@@ -42,7 +42,7 @@ def _image_shape(n_features: int, image_shape) -> tuple[int, int] | None:
     return shape
 
 
-def plot_tree(student: Student, path, *, image_shape="auto", class_names=None, units: str = "standardised",
+def plot_tree(student: TreeStudent, path, *, image_shape="auto", class_names=None, units: str = "standardised",
               dpi: int = 80) -> Path:
     """Draw a ``kind="tree"`` student into an image file (format from the suffix of ``path``).
 
@@ -53,7 +53,7 @@ def plot_tree(student: Student, path, *, image_shape="auto", class_names=None, u
 
     Parameters
     ----------
-    student : nnkd.student.Student
+    student : nnkd.student.TreeStudent
         A ``kind="tree"`` student (``SoftDecisionTreeClassifier.to_student()`` or
         ``load_student``).
     path : str or Path
@@ -70,8 +70,9 @@ def plot_tree(student: Student, path, *, image_shape="auto", class_names=None, u
     -------
     path : Path
     """
-    if not isinstance(student, Student) or student.kind != "tree":
-        raise TypeError("plot_tree needs a kind='tree' Student (SoftDecisionTreeClassifier.to_student()).")
+    if not isinstance(student, TreeStudent):
+        raise TypeError("plot_tree needs a TreeStudent (SoftDecisionTreeClassifier.to_student()); got "
+                        f"{type(student).__name__}.")
     import_optional("matplotlib", "matplotlib", "plot_tree", hint="or pip install 'nnkd[bench]'")
     # A bare Figure (no pyplot): no global backend state, nothing left open.
     from matplotlib.figure import Figure

@@ -14,10 +14,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from nnkd._core.artifacts import import_optional
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
-from nnkd.student import TREE_INFERENCE, Student
-
-#: Deepest tree accepted: 2**16 leaves is already far beyond a tree a person can read.
-MAX_DEPTH = 16
+from nnkd._core.threads import torch_threads
+from nnkd.student import TREE_INFERENCE, TreeStudent
+from nnkd.student._tree import MAX_DEPTH
 #: Rows of ``soft_targets`` must sum to 1 within this tolerance (float32 softmax outputs do).
 SUM_TOLERANCE = 1e-3
 
@@ -86,8 +85,11 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
     lr : float, default=0.01
         Adam's learning rate (cosine schedule to 0).
     batch_size : int, default=128
-    random_state : int, RandomState or None, default=0
-        Seeds the initial weights and the batch order (torch's global RNG is left untouched).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights and the batch order (torch's global RNG is left untouched;
+        ``None``: fresh randomness).
+    n_jobs : int, default=None
+        PyTorch threads for training (joblib semantics: ``None`` is 1, ``-1`` all cores).
     verbose : bool, default=False
         Progress bar over epochs (stderr).
 
@@ -95,8 +97,8 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
     ----------
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
-    student_ : nnkd.student.Student
-        ``kind="tree"`` artifact; predictions go through it (NumPy), so a saved and reloaded
+    student_ : nnkd.student.TreeStudent
+        The ``kind="tree"`` artifact; predictions go through it (NumPy), so a saved and reloaded
         student predicts exactly what the estimator predicts.
     loss_curve_ : list of float
         Mean objective per epoch.
@@ -117,7 +119,7 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
     >>> from sklearn.datasets import load_iris
     >>> from nnkd import SoftDecisionTreeClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> tree = SoftDecisionTreeClassifier(depth=2, max_epochs=150, batch_size=32).fit(X, y)
+    >>> tree = SoftDecisionTreeClassifier(depth=2, max_epochs=150, batch_size=32, random_state=0).fit(X, y)
     >>> round(tree.score(X, y), 2) >= 0.9
     True
     """
@@ -134,11 +136,13 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
         "verbose": ["boolean"],
     }
 
     def __init__(self, depth=8, *, beta=1.0, penalty=0.1, penalty_decay=2.0, ema=0.9, inference="max_path",
-                 standardize=True, max_epochs=40, lr=0.01, batch_size=128, random_state=0, verbose=False):
+                 standardize=True, max_epochs=40, lr=0.01, batch_size=128, random_state=None, n_jobs=None,
+                 verbose=False):
         self.depth = depth
         self.beta = beta
         self.penalty = penalty
@@ -150,6 +154,7 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
         self.lr = lr
         self.batch_size = batch_size
         self.random_state = random_state
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -218,15 +223,15 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
             return (xa if mean is None else (xa - mean) / scale), ta
 
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), torch_threads(torch, self.n_jobs):
             torch.manual_seed(seed)
             module = SoftDecisionTree(X.shape[1], T.shape[1], self.depth, self.beta)
             self.loss_curve_ = train_tree(
                 module, Xs, T, penalty=self.penalty, penalty_decay=self.penalty_decay, ema=self.ema,
                 epochs=self.max_epochs, lr=self.lr, batch_size=self.batch_size, seed=seed,
                 augment=None if augment is None else augment_std, progress=self.verbose)
-        self.student_ = Student(classes=self.classes_, kind="tree", depth=self.depth, inference=self.inference,
-                                input_mean=mean, input_scale=scale, **module.export(),
+        self.student_ = TreeStudent(classes=self.classes_, depth=self.depth, inference=self.inference,
+                                    input_mean=mean, input_scale=scale, **module.export(),
                                 meta={"penalty": self.penalty, "penalty_decay": self.penalty_decay,
                                       "ema": self.ema, "beta": self.beta, "max_epochs": self.max_epochs,
                                       "soft_targets": soft_targets is not None})
@@ -252,15 +257,15 @@ class SoftDecisionTreeClassifier(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
         return self.student_.route(X)
 
-    def explain(self, X) -> list[dict]:
-        """Per row: the most probable root-to-leaf path (node, probability of going right,
-        branch taken) and the leaf's class distribution (see :meth:`nnkd.student.Student.explain`)."""
+    def explain(self, X, k: int = 3) -> list[dict]:
+        """Per row: the ``k`` most probable root-to-leaf paths (node, probability of going right,
+        branch taken) and their leaves' class distributions (see :meth:`nnkd.student.TreeStudent.explain`)."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
-        return self.student_.explain(X)
+        return self.student_.explain(X, k)
 
     # -- export -------------------------------------------------------------------------------
-    def to_student(self) -> Student:
+    def to_student(self) -> TreeStudent:
         """The NumPy-only ``kind="tree"`` :class:`~nnkd.student.Student` (``.save(dir)``)."""
         check_is_fitted(self)
         return self.student_
