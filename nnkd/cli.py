@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def _demo_cli(args) -> None:
-    from nnkd.distill._demo import format_table, run_demo
+    from nnkd.demo import format_table, run_demo
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -29,6 +29,102 @@ def _demo_cli(args) -> None:
           "the error vs the teacher's labels, delta = 0.05)")
     for path in report["files"]:
         print(f"wrote {path}")
+
+
+def _summary(summary: dict) -> None:
+    print(json.dumps(summary, indent=2))
+
+
+def _condense_cli(args) -> None:
+    from nnkd.workflows import condense_file
+
+    _summary(condense_file(args.data, args.out, method=args.method, selection=args.selection,
+                           max_prototypes=args.max_prototypes, metric=args.metric, index=args.index, label=args.label,
+                           features=args.features, validation_fraction=args.validation_fraction, delta=args.delta,
+                           random_state=args.random_state, n_jobs=args.n_jobs, progress=not args.quiet))
+
+
+def _distill_cli(args) -> None:
+    from nnkd.workflows import distill_file
+
+    _summary(distill_file(args.data, args.teacher, args.out, embedding=args.embedding, space=args.space,
+                          budget_kb=args.budget_kb, dtype=args.dtype, label=args.label, features=args.features,
+                          validation_fraction=args.validation_fraction, random_state=args.random_state,
+                          n_jobs=args.n_jobs, progress=not args.quiet))
+
+
+def _predict_cli(args) -> None:
+    from nnkd.workflows import predict_file
+
+    _summary(predict_file(args.student_dir, args.data, args.out, proba=args.proba, label=args.label,
+                          features=args.features, teacher=args.teacher, embedding=args.embedding))
+
+
+def _max_prototypes(text: str):
+    """An int count or a float fraction in (0, 1]."""
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text} is neither a count nor a fraction") from None
+        if not 0 < value <= 1:
+            raise argparse.ArgumentTypeError(f"{text} as a fraction must lie in (0, 1]")
+        return value
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
+    return value
+
+
+def _add_user_data_parsers(sub) -> None:
+    from nnkd._core.metrics import METRICS
+
+    def data_args(p, label_help: str) -> None:
+        p.add_argument("data", metavar="DATA", help=".npz (keys X, y), .npy (features), .csv/.tsv (header row) "
+                                                    "or .parquet")
+        p.add_argument("--label", default=None, help=label_help)
+        p.add_argument("--features", default=None, help=".npz only: key of the features (default X or X_train)")
+
+    def fit_args(p) -> None:
+        p.add_argument("--out", required=True, help="output directory: student/ and report.json")
+        p.add_argument("--validation-fraction", type=float, default=0.2,
+                       help="rows held out to report validation accuracy (0: fit on every row)")
+        p.add_argument("--random-state", type=int, default=None, help="seed (default: fresh randomness)")
+        p.add_argument("--n-jobs", type=int, default=None, help="threads (-1: all cores)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("condense", help="condense a labelled data file into a prototype student")
+    data_args(p, "label column (.csv/.tsv/.parquet) or key (.npz, default y)")
+    p.add_argument("--method", choices=["ksu", "gkn", "hart", "fcnn"], default="ksu")
+    p.add_argument("--selection", choices=["bound", "validation"], default="bound",
+                   help="how ksu picks the net size")
+    p.add_argument("--max-prototypes", type=_max_prototypes, default=None, help="cap: a count or a fraction of rows")
+    p.add_argument("--metric", choices=list(METRICS), default="euclidean")
+    p.add_argument("--index", default="exact", help="search backend over the prototypes (exact, faiss:..., nmslib:...)")
+    p.add_argument("--delta", type=float, default=0.05, help="confidence parameter of the bound")
+    fit_args(p)
+    p.set_defaults(func=_condense_cli)
+
+    p = sub.add_parser("distill", help="distil a TorchScript teacher on a data file into a compressed student")
+    data_args(p, "label column or .npz key: reports accuracy (and names the classes)")
+    p.add_argument("--teacher", required=True, metavar="MODEL.pt", help="TorchScript teacher (torch.jit.save)")
+    p.add_argument("--embedding", default=None, metavar="LAYER",
+                   help="submodule whose output is the teacher embedding (space=teacher; default: the logits)")
+    p.add_argument("--space", choices=["input", "teacher", "projection"], default="projection")
+    p.add_argument("--budget-kb", type=_positive(float), default=64.0, help="largest student size in kB")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage type of parameters")
+    fit_args(p)
+    p.set_defaults(func=_distill_cli)
+
+    p = sub.add_parser("predict", help="predict a data file with a saved student (no torch needed)")
+    p.add_argument("student_dir", metavar="STUDENT_DIR", help="directory written by Student.save")
+    data_args(p, "a label column to leave out of the features")
+    p.add_argument("--out", required=True, help="predictions: a .npy or .csv file")
+    p.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
+    p.add_argument("--teacher", default=None, metavar="MODEL.pt", help="for students that take teacher embeddings")
+    p.add_argument("--embedding", default=None, metavar="LAYER", help="the teacher's embedding layer")
+    p.set_defaults(func=_predict_cli)
 
 
 def _show_config_cli(args) -> None:
@@ -220,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show-config", help="print versions and whether the C extension is loaded")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_show_config_cli)
+    _add_user_data_parsers(sub)
     _add_bench_parser(sub)
     _add_serve_parsers(sub)
     return parser

@@ -178,6 +178,11 @@ class Student:
         """What one input row is, in words (shown by ``/v1/model`` and in errors)."""
         return f"raw input rows: {self.n_features_in} values per instance"
 
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether inputs are teacher embeddings (the teacher must embed raw rows first)."""
+        return False
+
     # -- shared behaviour -----------------------------------------------------------------------
     def check_proba(self) -> None:
         """Raise ``ValueError`` unless this student gives class probabilities."""

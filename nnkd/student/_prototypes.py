@@ -111,6 +111,10 @@ class _SearchedPrototypes(Student):
     def n_features_in(self) -> int:
         return self.prototypes.shape[1]
 
+    @property
+    def needs_teacher(self) -> bool:
+        return self.space == "teacher"
+
     def expects(self) -> str:
         if self.space == "teacher":
             return (f"teacher embeddings: {self.n_features_in} values per instance (the teacher's embedding "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,8 +45,24 @@ class TorchTeacher(Teacher):
 
     @classmethod
     def from_torchscript(cls, path, **kwargs) -> TorchTeacher:
-        """Load a TorchScript model file (``torch.jit.save``); keyword arguments as the constructor."""
-        return cls(torch.jit.load(str(path), map_location=kwargs.get("device", "cpu")), **kwargs)
+        """Load a TorchScript model file (``torch.jit.save``); keyword arguments as the constructor.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        ValueError
+            The file is not a TorchScript archive.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such TorchScript teacher file.")
+        try:
+            model = torch.jit.load(str(path), map_location=kwargs.get("device", "cpu"))
+        except RuntimeError as exc:
+            raise ValueError(f"{path} is not a TorchScript model (save one with torch.jit.save(torch.jit.script(model), "
+                             f"path)): {str(exc).splitlines()[0]}") from None
+        return cls(model, **kwargs)
 
     def _run(self, X: np.ndarray, capture: bool) -> np.ndarray:
         self.model.eval()

@@ -1,0 +1,169 @@
+"""What ``nnkd condense``, ``nnkd distill`` and ``nnkd predict`` do, as plain functions.
+
+Each reads a user's data file (:mod:`nnkd._core.datafiles`), fits or loads a student,
+writes its outputs and returns a JSON-serialisable summary (what the command prints).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from nnkd._core.datafiles import read_data
+
+REPORT_FILE = "report.json"
+
+
+def _holdout(n: int, y: np.ndarray | None, fraction: float, seed):
+    """Training and validation row indices (stratified when labels allow it)."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"--validation-fraction {fraction} must be in [0, 1).")
+    rows = np.arange(n)
+    if fraction == 0.0:
+        return rows, rows[:0]
+    stratify = None
+    if y is not None:
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= 2 and int(fraction * n) >= len(counts):
+            stratify = y
+    train, val = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError(f"--validation-fraction {fraction} leaves no training or no validation rows of {n}.")
+    return np.sort(train), np.sort(val)
+
+
+def _accuracy(predict, X, y) -> float | None:
+    return None if y is None or len(y) == 0 else float(np.mean(predict(X) == y))
+
+
+def _check_out(out) -> Path:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory.")
+    return out
+
+
+def _finish(student, out: Path, summary: dict) -> dict:
+    student.save(out / "student")
+    summary = {**summary, "student": str(out / "student"), "size_bytes": student.size_bytes,
+               "report": str(out / REPORT_FILE)}
+    (out / REPORT_FILE).write_text(json.dumps({**summary, "student_description": student.describe()}, indent=2))
+    return summary
+
+
+def condense_file(data, out, *, method: str = "ksu", selection: str = "bound", max_prototypes=None,
+                  metric: str = "euclidean", index: str = "exact", label: str | None = None,
+                  features: str | None = None, validation_fraction: float = 0.2, delta: float = 0.05,
+                  random_state=None, n_jobs=None, progress: bool = False) -> dict:
+    """Condense a labelled data file into a prototype student under ``out/student``.
+
+    A ``validation_fraction`` of the rows (stratified) is held out: the student is fitted on
+    the rest and its accuracy on both parts is reported next to the kept fraction and the
+    compression bound. ``out/report.json`` holds the summary and the student's description.
+
+    Returns
+    -------
+    summary : dict
+    """
+    from nnkd.neighbors import MarginCondensedNN
+
+    out = _check_out(out)
+    d = read_data(data, label=label, features=features, require_labels=True)
+    train, val = _holdout(len(d.X), d.y, validation_fraction, random_state)
+    clf = MarginCondensedNN(method=method, selection=selection, max_prototypes=max_prototypes, metric=metric,
+                            index=index, delta=delta, random_state=random_state, n_jobs=n_jobs, verbose=progress)
+    clf.fit(d.X[train], d.y[train])
+    summary = {"command": "condense", "data": str(d.path), "method": method, "selection": selection,
+               "n_train": int(len(train)), "n_validation": int(len(val)), "n_features": int(d.X.shape[1]),
+               "n_classes": int(len(clf.classes_)), "n_prototypes": int(len(clf.support_)),
+               "kept_fraction": float(clf.compression_ratio_),
+               "train_accuracy": _accuracy(clf.predict, d.X[train], d.y[train]),
+               "validation_accuracy": _accuracy(clf.predict, d.X[val], d.y[val]),
+               "bound": clf.bound_, "bound_delta": delta}
+    return _finish(clf.to_student(), out, summary)
+
+
+def distill_file(data, teacher, out, *, embedding: str | None = None, space: str = "projection",
+                 budget_kb: float | None = 64.0, dtype: str = "float32", label: str | None = None,
+                 features: str | None = None, validation_fraction: float = 0.2, random_state=None, n_jobs=None,
+                 progress: bool = False) -> dict:
+    """Distil a TorchScript teacher file on the rows of a data file into a student under ``out/student``.
+
+    Fidelity (top-1 agreement with the teacher) and, when the file has labels, accuracy are
+    reported on the held-out ``validation_fraction`` of the rows.
+
+    Returns
+    -------
+    summary : dict
+    """
+    from nnkd.distill import NNDistiller
+    from nnkd.teachers import TorchTeacher
+
+    out = _check_out(out)
+    d = read_data(data, label=label, features=features)
+    teacher_model = TorchTeacher.from_torchscript(teacher, embedding=embedding, progress=progress)
+    train, val = _holdout(len(d.X), d.y, validation_fraction, random_state)
+    dist = NNDistiller(teacher_model, space=space, size_budget_kb=budget_kb, dtype=dtype, random_state=random_state,
+                       n_jobs=n_jobs, verbose=progress)
+    y_train = None if d.y is None else d.y[train]
+    dist.fit(d.X[train], y_train)
+    student = dist.to_student()
+    student.meta.update(teacher_file=str(Path(teacher).resolve()), teacher_embedding=embedding)
+    summary = {"command": "distill", "data": str(d.path), "teacher": str(teacher), "space": space,
+               "budget_kb": budget_kb, "dtype": dtype, "n_train": int(len(train)), "n_validation": int(len(val)),
+               "n_prototypes": int(len(dist.prototypes_)),
+               "train_fidelity": dist.training_fidelity_,
+               "validation_fidelity": dist.fidelity(d.X[val]) if len(val) else None,
+               "validation_accuracy": _accuracy(dist.predict, d.X[val], None if d.y is None else d.y[val]),
+               "bound": dist.bound_, "expects": student.expects()}
+    return _finish(student, out, summary)
+
+
+def predict_file(student_dir, data, out, *, proba: bool = False, label: str | None = None,
+                 features: str | None = None, teacher=None, embedding: str | None = None) -> dict:
+    """Predict every row of a data file with a saved student; write ``out`` (``.npy`` or ``.csv``).
+
+    ``label`` names a column to leave out of the features (it is not used). A student that
+    takes teacher embeddings needs the ``teacher`` TorchScript file to embed the rows.
+
+    Returns
+    -------
+    summary : dict
+    """
+    from nnkd.student import load_student
+
+    out = Path(out)
+    if out.suffix.lower() not in (".npy", ".csv"):
+        raise ValueError(f"--out {out}: write predictions to a .npy or .csv file.")
+    student = load_student(student_dir)
+    if proba:
+        student.check_proba()
+    d = read_data(data, label=label, features=features)
+    X = d.X
+    if student.needs_teacher:
+        if teacher is None:
+            raise ValueError(f"{student_dir} takes {student.expects()}: pass the teacher with --teacher MODEL.pt "
+                             "(and --embedding LAYER as at distillation).")
+        from nnkd.teachers import TorchTeacher
+
+        X = TorchTeacher.from_torchscript(teacher, embedding=embedding or student.meta.get("teacher_embedding")
+                                          ).embed(X)
+    elif teacher is not None:
+        raise ValueError(f"{student_dir} takes {student.expects()}; it needs no --teacher.")
+    result = student.predict_proba(X) if proba else student.predict(X)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".npy":
+        np.save(out, result, allow_pickle=False)
+    else:
+        names = [str(c) for c in student.classes] if proba else ["prediction"]
+        rows = result if result.ndim == 2 else result[:, None]
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(",".join(names) + "\n")
+            for row in rows:
+                f.write(",".join(repr(v.item()) if isinstance(v, np.floating) else str(v) for v in row) + "\n")
+    return {"command": "predict", "student": str(student_dir), "data": str(d.path), "n_rows": int(len(X)),
+            "output": str(out), "proba": proba}
