@@ -7,13 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +20,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
+
+from _http import READY_TIMEOUT_S, _env, _free_port, _start_server, _stop  # noqa: F401
 
 from nnkd.cli import main
 from nnkd.serve import (
@@ -37,56 +36,9 @@ from nnkd.serve._metrics import Registry
 from nnkd.serve._requests import RequestError, decode_json
 from nnkd.student import PrototypeStudent, Student, load_student
 
-REPO = Path(__file__).resolve().parents[1]
 N_FEATURES = 8
 MAX_INSTANCES = 100
 MAX_BODY = 64 * 1024
-READY_TIMEOUT_S = 90
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def _start_server(student_dir: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "nnkd", "serve", str(student_dir), "--port", str(port), *args],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{_stop(proc)}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    _stop(proc)
-    raise RuntimeError(f"server not ready within {READY_TIMEOUT_S} s")
-
-
-def _stop(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout is None:
-        return ""
-    with proc.stdout:
-        return proc.stdout.read()
 
 
 @pytest.fixture(scope="module")
