@@ -49,6 +49,7 @@ def _distill_cli(args) -> None:
 
     _summary(distill_file(args.data, args.teacher, args.out, embedding=args.embedding, space=args.space,
                           budget_kb=args.budget_kb, dtype=args.dtype, label=args.label, features=args.features,
+                          classes=args.classes.split(",") if args.classes else None,
                           validation_fraction=args.validation_fraction, random_state=args.random_state,
                           n_jobs=args.n_jobs, progress=not args.quiet))
 
@@ -111,6 +112,8 @@ def _add_user_data_parsers(sub) -> None:
     p.add_argument("--teacher", required=True, metavar="MODEL.pt", help="TorchScript teacher (torch.jit.save)")
     p.add_argument("--embedding", default=None, metavar="LAYER",
                    help="submodule whose output is the teacher embedding (space=teacher; default: the logits)")
+    p.add_argument("--classes", default=None, metavar="A,B,...",
+                   help="class of each teacher output, in output order (default: the sorted labels)")
     p.add_argument("--space", choices=["input", "teacher", "projection"], default="projection")
     p.add_argument("--budget-kb", type=_positive(float), default=64.0, help="largest student size in kB")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage type of parameters")

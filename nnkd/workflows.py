@@ -87,14 +87,48 @@ def condense_file(data, out, *, method: str = "ksu", selection: str = "bound", m
     return _finish(clf.to_student(), out, summary)
 
 
+def _teacher_codes(y: np.ndarray, classes, n_outputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as teacher-output codes, and the class of each output: ``classes`` names the
+    outputs in order (default: the sorted labels)."""
+    names = np.unique(y) if classes is None else np.asarray(classes, dtype=y.dtype)
+    if len(names) != n_outputs or len(np.unique(names)) != len(names):
+        given = "--classes names" if classes is not None else "the labels have"
+        raise ValueError(f"the teacher has {n_outputs} outputs but {given} {len(np.unique(names))} distinct classes "
+                         f"({names.tolist()[:10]}); they must match one to one.")
+    lookup = {v: i for i, v in enumerate(names.tolist())}
+    unknown = sorted({v for v in y.tolist() if v not in lookup}, key=str)
+    if unknown:
+        raise ValueError(f"labels {unknown[:5]} are not among --classes {names.tolist()}.")
+    return np.array([lookup[v] for v in y.tolist()], dtype=np.int64), names
+
+
+def _check_output_order(codes: np.ndarray, teacher_hard: np.ndarray, names: np.ndarray) -> None:
+    """Refuse a label-to-output mapping the teacher's own predictions contradict: when another
+    order of the classes agrees with the teacher on 10 points more of the rows, say which."""
+    from scipy.optimize import linear_sum_assignment
+
+    n = len(names)
+    agree = np.zeros((n, n))
+    np.add.at(agree, (teacher_hard, codes), 1)
+    rows, cols = linear_sum_assignment(-agree)
+    best, given = agree[rows, cols].sum() / len(codes), np.trace(agree) / len(codes)
+    if best > given + 0.1:
+        order = ",".join(str(names[c]) for c in cols[np.argsort(rows)])
+        raise ValueError(f"the teacher agrees with {100 * given:.0f}% of the labels when its outputs are the classes "
+                         f"in sorted order, but with {100 * best:.0f}% in the order {order}: name the classes of "
+                         f"the teacher's outputs in order with --classes {order}.")
+
+
 def distill_file(data, teacher, out, *, embedding: str | None = None, space: str = "projection",
                  budget_kb: float | None = 64.0, dtype: str = "float32", label: str | None = None,
-                 features: str | None = None, validation_fraction: float = 0.2, random_state=None, n_jobs=None,
-                 progress: bool = False) -> dict:
+                 features: str | None = None, classes=None, validation_fraction: float = 0.2, random_state=None,
+                 n_jobs=None, progress: bool = False) -> dict:
     """Distil a TorchScript teacher file on the rows of a data file into a student under ``out/student``.
 
     Fidelity (top-1 agreement with the teacher) and, when the file has labels, accuracy are
-    reported on the held-out ``validation_fraction`` of the rows.
+    reported on the held-out ``validation_fraction`` of the rows. ``classes`` names the
+    teacher's outputs in order (default: the sorted labels, or ``0 .. n_outputs - 1``); a
+    label order the teacher's own predictions contradict is refused with the order they suggest.
 
     Returns
     -------
@@ -107,18 +141,26 @@ def distill_file(data, teacher, out, *, embedding: str | None = None, space: str
     d = read_data(data, label=label, features=features)
     teacher_model = TorchTeacher.from_torchscript(teacher, embedding=embedding, progress=progress)
     train, val = _holdout(len(d.X), d.y, validation_fraction, random_state)
+    codes = names = None
+    if d.y is not None:
+        n_outputs = teacher_model.logits(d.X[:1]).shape[1]
+        codes, names = _teacher_codes(d.y, classes, n_outputs)
+        _check_output_order(codes[train], np.argmax(teacher_model.logits(d.X[train]), axis=1), names)
+    elif classes is not None:
+        names = np.asarray(classes)
     dist = NNDistiller(teacher_model, space=space, size_budget_kb=budget_kb, dtype=dtype, random_state=random_state,
                        n_jobs=n_jobs, verbose=progress)
-    y_train = None if d.y is None else d.y[train]
-    dist.fit(d.X[train], y_train)
+    dist.fit(d.X[train], None if codes is None else codes[train])
     student = dist.to_student()
+    if names is not None:
+        student.classes = names
     student.meta.update(teacher_file=str(Path(teacher).resolve()), teacher_embedding=embedding)
     summary = {"command": "distill", "data": str(d.path), "teacher": str(teacher), "space": space,
                "budget_kb": budget_kb, "dtype": dtype, "n_train": int(len(train)), "n_validation": int(len(val)),
                "n_prototypes": int(len(dist.prototypes_)),
                "train_fidelity": dist.training_fidelity_,
                "validation_fidelity": dist.fidelity(d.X[val]) if len(val) else None,
-               "validation_accuracy": _accuracy(dist.predict, d.X[val], None if d.y is None else d.y[val]),
+               "validation_accuracy": _accuracy(dist.predict, d.X[val], None if codes is None else codes[val]),
                "bound": dist.bound_, "expects": student.expects()}
     return _finish(student, out, summary)
 
