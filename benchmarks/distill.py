@@ -78,7 +78,7 @@ def bench_dataset(data: Dataset, threads: int, epochs: int, noise_scale: float |
                   **(teacher_kw or {})}
     if noise_scale is None:
         noise_scale = NOISE.get(data.spec.name, 0.3)
-    teacher = train_mlp_teacher(X, y, batch_size=128, lr=2e-3, **teacher_kw)
+    teacher = train_mlp_teacher(X, y, batch_size=128, lr=2e-3, random_state=0, **teacher_kw)
     teacher_pred = teacher.logits(Q).argmax(1)
     n_params = sum(p.numel() for p in teacher.model.parameters())
     rows.append({**info, "model": f"teacher MLP {tuple(teacher_kw['hidden'])}", "teacher_kw": teacher_kw,

@@ -121,7 +121,7 @@ def data_free_rows(data: Dataset, teacher, impressions_kw: dict, student_kw: dic
     start = time.perf_counter()
     # What a user without the data may still know: each feature's range (here read off the
     # training rows: two numbers per feature).
-    di = DataImpressions(teacher, input_range=(X.min(axis=0), X.max(axis=0)), **impressions_kw)
+    di = DataImpressions(teacher, input_range=(X.min(axis=0), X.max(axis=0)), random_state=0, **impressions_kw)
     Xi, Yi = di.generate()
     gen_s = time.perf_counter() - start
     teacher_on_impressions = teacher.logits(Xi).argmax(1)
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         kind = "image" if name in IMAGE_DATASETS else "default"
         base_kw = IMAGE_DISTILL if kind == "image" else DISTILL
         distill_kw = {**base_kw, **TUNED.get(name, {})}
-        teacher = train_mlp_teacher(data.X_train, data.y_train, **teacher_kws[kind])
+        teacher = train_mlp_teacher(data.X_train, data.y_train, random_state=0, **teacher_kws[kind])
         teacher_pred = teacher.logits(data.X_test).argmax(1)
         res = {**data.info(), "teacher_accuracy": accuracy(teacher_pred, data.y_test),
                "teacher_fit_s": time.perf_counter() - start, "settings": kind, "distill": distill_kw}

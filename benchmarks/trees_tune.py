@@ -57,7 +57,7 @@ def tune_dataset(name: str, data_dir: Path, seeds: int) -> dict:
                                                   stratify=data.y_train, random_state=0)
     split = dataclasses.replace(data, X_train=X_fit, y_train=y_fit, X_test=X_val, y_test=y_val)
     image = name in IMAGE_DATASETS
-    teacher = train_mlp_teacher(X_fit, y_fit, **(IMAGE_TEACHER if image else TEACHER))
+    teacher = train_mlp_teacher(X_fit, y_fit, random_state=0, **(IMAGE_TEACHER if image else TEACHER))
     teacher_pred = teacher.logits(X_val).argmax(1)
     res = {"dataset": name, "n_fit": len(y_fit), "n_val": len(y_val),
            "teacher_val_accuracy": float(np.mean(teacher_pred == y_val)), "rows": []}

@@ -245,7 +245,7 @@ def test_train_mlp_teacher(problem):
     from nnkd.teachers import train_mlp_teacher
 
     X, y, Q, yq, _ = problem
-    teacher = train_mlp_teacher(X, y, hidden=(16, 8), epochs=30, dropout=0.2, input_noise=0.1)
+    teacher = train_mlp_teacher(X, y, hidden=(16, 8), epochs=30, dropout=0.2, input_noise=0.1, random_state=0)
     assert np.mean(teacher.logits(Q).argmax(1) == yq) > 0.95
     assert teacher.embed(Q).shape == (len(Q), 8)                    # the last hidden layer
     with pytest.raises(ValueError, match="class code"):

@@ -351,7 +351,7 @@ def test_class_similarity_by_hand():
 def test_beta_changes_the_target_distributions(digits_teacher):
     """The two betas give measurably different targets: beta = 0.1 concentrates the mass
     (high max-probability, low entropy), beta = 1.0 spreads it."""
-    di = DataImpressions(digits_teacher, n_per_class=400, betas=(1.0, 0.1))
+    di = DataImpressions(digits_teacher, n_per_class=400, betas=(1.0, 0.1), random_state=0)
     Y, _, row_beta = di.targets()
     entropy = -(Y * np.log(np.clip(Y, 1e-300, None))).sum(axis=1)
     wide, peaked = row_beta == 1.0, row_beta == 0.1
@@ -369,7 +369,8 @@ def test_data_impressions_cover_every_class(digits, digits_teacher):
     X, _, Q, yq = digits
     model = digits_teacher.model
     before = [(p.detach().clone(), None if p.grad is None else p.grad.clone()) for p in model.parameters()]
-    di = DataImpressions(digits_teacher, n_per_class=12, steps=60, lr=0.05, input_range=(0.0, 16.0))
+    di = DataImpressions(digits_teacher, n_per_class=12, steps=60, lr=0.05, input_range=(0.0, 16.0),
+                         random_state=0)
     Xi, Yi = di.generate()
     assert Xi.shape == (120, 64) and Xi.dtype == np.float32 and Yi.shape == (120, 10)
     assert Xi.min() >= 0.0 and Xi.max() <= 16.0
@@ -465,7 +466,8 @@ def test_tree_distiller_feeds_every_copy_to_the_tree(digits, digits_teacher):
 def test_data_impressions_warn_when_they_have_not_converged(digits_teacher):
     # One step from uniform noise: the teacher puts most rows in one or two classes, far from
     # the Dirichlet targets' classes, and generate() says so rather than returning them silently.
-    di = DataImpressions(digits_teacher, n_per_class=10, steps=1, lr=1e-4, input_range=(0.0, 16.0))
+    di = DataImpressions(digits_teacher, n_per_class=10, steps=1, lr=1e-4, input_range=(0.0, 16.0),
+                         random_state=0)
     with pytest.warns(UserWarning, match="did not reach the targets"):
         Xi, Yi = di.generate()
     agreement = np.mean(digits_teacher.logits(Xi).argmax(1) == Yi.argmax(1))

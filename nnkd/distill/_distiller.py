@@ -7,6 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from nnkd._core.artifacts import import_optional
@@ -29,8 +30,17 @@ _AUTO_HOLDOUT = 0.15
 def check_teacher(teacher) -> None:
     """``TypeError`` unless ``teacher`` has ``embed`` and ``soft_labels`` (an nnkd teacher)."""
     if teacher is None or not (hasattr(teacher, "soft_labels") and hasattr(teacher, "embed")):
-        raise TypeError("teacher must be an nnkd teacher (TorchTeacher, CallableTeacher or an object with "
-                        f"embed and soft_labels); got {type(teacher).__name__}.")
+        raise TypeError("teacher must be an nnkd teacher (TorchTeacher, CallableTeacher, SklearnTeacher or an object "
+                        f"with embed and soft_labels); got {type(teacher).__name__}.")
+
+
+def prepare_teacher(teacher, X: np.ndarray, y):
+    """The teacher a distiller fits with: checked, then ``teacher.prepare(X, y)`` where it
+    has one (a scikit-learn teacher is fitted on the labelled rows there)."""
+    check_teacher(teacher)
+    if y is not None:
+        check_classification_targets(y)
+    return teacher.prepare(X, y) if hasattr(teacher, "prepare") else teacher
 
 
 def teacher_soft_labels(teacher, X: np.ndarray, temperature: float) -> np.ndarray:
@@ -67,7 +77,9 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     teacher : nnkd.teachers.Teacher
-        ``TorchTeacher``, ``CallableTeacher`` or any object with ``embed`` and ``soft_labels``.
+        ``TorchTeacher``, ``CallableTeacher``, ``SklearnTeacher`` or any object with ``embed`` and
+        ``soft_labels`` (and optionally ``prepare(X, y)``, called once at the start of ``fit``:
+        an unfitted ``SklearnTeacher`` is fitted on the labelled rows there).
     space : {"input", "teacher", "projection"}, default="input"
         Where prototypes live: raw rows, teacher embeddings (the teacher is then needed at
         prediction time), or a learned projection of standardised rows.
@@ -138,6 +150,8 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
+    teacher_ : nnkd.teachers.Teacher
+        The teacher the fit used (``teacher.prepare(X, y)``).
     student_ : nnkd.student.Student
         The inference artifact (``student_.save(dir)``; NumPy only).
     classes_ : ndarray of shape (n_classes,)
@@ -218,14 +232,11 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- helpers ------------------------------------------------------------------------------
-    def _check_teacher(self):
-        check_teacher(self.teacher)
-
     def _budget_floats(self) -> int | None:
         return None if self.size_budget_kb is None else int(self.size_budget_kb * 1000 // DTYPES[self.dtype])
 
     def _student_input(self, X):
-        return self.teacher.embed(X) if self.space == "teacher" else X
+        return self.teacher_.embed(X) if self.space == "teacher" else X
 
     # -- fitting ------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -244,20 +255,22 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         -------
         self : NNDistiller
         """
-        self._check_teacher()
         X = validate_data(self, X, dtype=np.float32, order="C")
+        self.teacher_ = prepare_teacher(self.teacher, X, y)
         # One draw from random_state seeds everything below: an int gives the same student
         # every time, None fresh randomness (never a silent 0).
         self._seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        T = teacher_soft_labels(self.teacher, X, self.temperature)
+        T = teacher_soft_labels(self.teacher_, X, self.temperature)
         n_classes = T.shape[1]
         y_codes = None
         if y is not None:
             y = column_or_1d(y)
             if y.shape[0] != X.shape[0]:
                 raise ValueError(f"y has {y.shape[0]} labels for {X.shape[0]} rows.")
-            # -1 marks unlabelled rows (scikit-learn's semi-supervised convention).
-            labelled = ~((y == -1) if y.dtype.kind in "iuf" else np.zeros(len(y), dtype=bool))
+            # With loss="slam", -1 marks unlabelled rows (scikit-learn's semi-supervised
+            # convention); otherwise every row is labelled, so classes {-1, 1} stay two classes.
+            unlabelled = (y == -1) if self.loss == "slam" and y.dtype.kind in "iuf" else np.zeros(len(y), dtype=bool)
+            labelled = ~unlabelled
             self.classes_, codes = np.unique(y[labelled], return_inverse=True)
             y_codes = np.full(len(y), -1, dtype=np.int64)
             y_codes[labelled] = codes
@@ -276,8 +289,8 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
 
             if self.space == "projection" and (self.loss == "slam" or self.alpha > 0):
                 raise ValueError("subclasses (LELP) cannot be combined with loss='slam' or alpha > 0.")
-            H = self.teacher.embed(X)
-            self.lelp_ = LELPSplit(self.teacher.classifier_weights(), self.subclasses).fit(H, hard, n_classes)
+            H = self.teacher_.embed(X)
+            self.lelp_ = LELPSplit(self.teacher_.classifier_weights(), self.subclasses).fit(H, hard, n_classes)
             T_out = self.lelp_.targets(H, T)
         if self.space == "projection":
             Z = X
@@ -370,13 +383,13 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         if self.loss == "slam":
             from nnkd.distill._slam import slam_estimates
 
-            T1 = np.asarray(self.teacher.soft_labels(X, 1.0))
+            T1 = np.asarray(self.teacher_.soft_labels(X, 1.0))
             val = y_codes >= 0
             slam = slam_estimates(T1[val], y_codes[val], T1, self.slam_coverage)
         def relabel(xa):
             raw = xa * scale + mean
-            soft = self.teacher.soft_labels(raw, self.temperature)
-            return soft if self.lelp_ is None else self.lelp_.targets(self.teacher.embed(raw), soft)
+            soft = self.teacher_.soft_labels(raw, self.temperature)
+            return soft if self.lelp_ is None else self.lelp_.targets(self.teacher_.embed(raw), soft)
 
         def train(mod, rows, epochs, noise):
             augment = None if self.augment is None else self._augmenter(noise)
@@ -468,5 +481,5 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         """Top-1 agreement of the student with the teacher on ``X``."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
-        teacher = np.argmax(self.teacher.soft_labels(X, 1.0), axis=1)
+        teacher = np.argmax(self.teacher_.soft_labels(X, 1.0), axis=1)
         return float(np.mean(np.argmax(self.predict_proba(X), axis=1) == teacher))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn.utils import check_random_state
 
 #: The per-row min-max normalisation gives each class's least similar class a similarity of
 #: exactly 0, which is not a valid Dirichlet concentration: similarities are floored here.
@@ -84,7 +85,8 @@ class DataImpressions:
         ``torch.nn.Linear``'s ``in_features``.
     weights : array-like of shape (n_classes, n_hidden), default=None
         Class weights of the final layer; default: the last ``torch.nn.Linear`` of the model.
-    random_state : int, default=0
+    random_state : int, RandomState instance or None, default=None
+        Seeds the targets and the starting rows (``None``: fresh randomness).
     verbose : bool, default=False
         Progress bar over optimisation steps (stderr).
 
@@ -114,7 +116,7 @@ class DataImpressions:
     def __init__(self, teacher, n_per_class: int = 1000, *, betas: Sequence[float] = (1.0, 0.1),
                  temperature: float = 20.0, steps: int = 1500, lr: float = 0.01, batch_size: int = 512,
                  input_range: tuple | None = None, n_features: int | None = None, weights=None,
-                 random_state: int = 0, verbose: bool = False):
+                 random_state=None, verbose: bool = False):
         from nnkd.teachers import TorchTeacher
 
         if not isinstance(teacher, TorchTeacher):
@@ -169,10 +171,16 @@ class DataImpressions:
                              f"({self.n_features}).")
         return low, high
 
+    def _rng(self, stream: int) -> np.random.Generator:
+        """Generator ``stream`` of this run: fixed by an int ``random_state``, fresh for ``None``."""
+        if isinstance(self.random_state, Integral):
+            return np.random.default_rng(int(self.random_state) + stream)
+        return np.random.default_rng(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
     def targets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sampled targets ``(Y, row_class, row_beta)``: ``n_per_class`` rows per class, split
         evenly across ``betas`` (the first betas take the remainder)."""
-        rng = np.random.default_rng(self.random_state)
+        rng = self._rng(0)
         n_classes = self.similarity_.shape[0]
         counts = np.full(len(self.betas), self.n_per_class // len(self.betas))
         counts[:self.n_per_class % len(self.betas)] += 1
@@ -199,7 +207,7 @@ class DataImpressions:
 
         Y, self.row_class_, self.row_beta_ = self.targets()
         self.targets_ = Y
-        rng = np.random.default_rng(None if self.random_state is None else self.random_state + 1)
+        rng = self._rng(1)
         n = Y.shape[0]
         if self.input_range is None:
             U = rng.standard_normal((n, self.n_features)).astype(np.float32)

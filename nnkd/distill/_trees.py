@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
 from nnkd.distill._augment import make_augmenter
-from nnkd.distill._distiller import check_teacher, teacher_soft_labels
+from nnkd.distill._distiller import prepare_teacher, teacher_soft_labels
 from nnkd.student import TreeStudent
 from nnkd.trees import SoftDecisionTreeClassifier
 
@@ -28,7 +28,9 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     teacher : nnkd.teachers.Teacher
-        ``TorchTeacher``, ``CallableTeacher`` or any object with ``embed`` and ``soft_labels``.
+        ``TorchTeacher``, ``CallableTeacher``, ``SklearnTeacher`` or any object with ``embed`` and
+        ``soft_labels`` (and optionally ``prepare(X, y)``, called once at the start of ``fit``:
+        an unfitted ``SklearnTeacher`` is fitted on the labelled rows there).
     tree : SoftDecisionTreeClassifier, default=None
         The student's settings (cloned; default ``SoftDecisionTreeClassifier()``).
     temperature : float, default=1.0
@@ -57,6 +59,8 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
+    teacher_ : nnkd.teachers.Teacher
+        The teacher the fit used (``teacher.prepare(X, y)``).
     tree_ : SoftDecisionTreeClassifier
         The fitted tree.
     student_ : nnkd.student.TreeStudent
@@ -78,7 +82,7 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
     >>> from nnkd.teachers import train_mlp_teacher
     >>> from nnkd.trees import SoftDecisionTreeClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> teacher = train_mlp_teacher(X, y, hidden=(16,), epochs=40)
+    >>> teacher = train_mlp_teacher(X, y, hidden=(16,), epochs=40, random_state=0)
     >>> tree = SoftDecisionTreeClassifier(depth=2, max_epochs=60, batch_size=32, random_state=0)
     >>> dist = TreeDistiller(teacher, tree=tree)
     >>> dist.fit(X).fidelity(X) > 0.85
@@ -121,9 +125,9 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
         -------
         self : TreeDistiller
         """
-        check_teacher(self.teacher)
         X = validate_data(self, X, dtype=np.float32, order="C")
-        T = T_teacher = teacher_soft_labels(self.teacher, X, self.temperature)
+        self.teacher_ = teacher = prepare_teacher(self.teacher, X, y)
+        T = T_teacher = teacher_soft_labels(teacher, X, self.temperature)
         if y is not None:
             y = column_or_1d(y, warn=True)
             if y.shape[0] != X.shape[0]:
@@ -145,7 +149,7 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
 
             def augment(xb, rng):
                 xa = (mean + scale * perturb((xb - mean) / scale, rng)).astype(np.float32)
-                return xa, self.teacher.soft_labels(xa, self.temperature)
+                return xa, teacher.soft_labels(xa, self.temperature)
 
         tree = clone(self.tree) if self.tree is not None else SoftDecisionTreeClassifier()
         self.tree_ = tree.fit(X, y, soft_targets=T, augment=augment)
@@ -178,7 +182,7 @@ class TreeDistiller(ClassifierMixin, BaseEstimator):
     def fidelity(self, X) -> float:
         """Top-1 agreement of the tree with the teacher on ``X``."""
         X = self._checked(X)
-        teacher = np.argmax(self.teacher.soft_labels(X, 1.0), axis=1)
+        teacher = np.argmax(self.teacher_.soft_labels(X, 1.0), axis=1)
         return float(np.mean(np.argmax(self.student_.predict_proba(X), axis=1) == teacher))
 
     def explain(self, X, k: int = 3) -> list[dict]:

@@ -10,8 +10,9 @@ import importlib
 
 from nnkd.teachers._base import Teacher, softmax
 from nnkd.teachers._callable import CallableTeacher
+from nnkd.teachers._sklearn import SklearnTeacher
 
-__all__ = ["CallableTeacher", "Teacher", "TorchTeacher", "softmax", "train_mlp_teacher"]
+__all__ = ["CallableTeacher", "SklearnTeacher", "Teacher", "TorchTeacher", "softmax", "train_mlp_teacher"]
 
 
 def __getattr__(name):

@@ -66,6 +66,11 @@ class Teacher:
         its embedding to its logits (what LELP and data impressions read)."""
         raise TypeError(f"{type(self).__name__} does not expose its final linear layer.")
 
+    def prepare(self, X, y) -> Teacher:
+        """The teacher a distiller uses on the transfer rows ``X`` (labels ``y`` or ``None``):
+        a trained teacher returns itself; one that learns from labels returns a fitted copy."""
+        return self
+
     def soft_labels(self, X, temperature: float | None = None) -> np.ndarray:
         """``softmax(logits / T)``: ndarray of shape (n_samples, n_classes), float64 (rows sum to 1).
 
