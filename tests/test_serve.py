@@ -21,7 +21,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
-from _http import READY_TIMEOUT_S, _env, _free_port, _start_server, _stop  # noqa: F401
+from _http import _env, _free_port, _start_server, _stop
 
 from nnkd.cli import main
 from nnkd.serve import (

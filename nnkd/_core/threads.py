@@ -43,14 +43,21 @@ def kernel_threads(n_jobs=None, *, blas: bool = False):
 
 
 @contextmanager
-def torch_threads(torch, n_jobs=None):
-    """Run the body with ``n_threads(n_jobs)`` PyTorch intra-op threads, restored on exit.
+def library_threads(get_threads, set_threads, n_jobs=None):
+    """Run the body with ``n_threads(n_jobs)`` threads of a library that has a global thread
+    count (PyTorch's intra-op pool, FAISS's OpenMP), restored on exit even on error.
 
-    ``torch`` is passed in (the module), so this layer never imports it.
+    ``get_threads`` / ``set_threads`` are the library's own functions (``torch.get_num_threads``,
+    ``faiss.omp_get_max_threads``, ...), so this layer imports neither library.
     """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads(n_jobs))
+    previous = get_threads()
+    set_threads(n_threads(n_jobs))
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        set_threads(previous)
+
+
+def torch_threads(torch, n_jobs=None):
+    """:func:`library_threads` for the ``torch`` module passed in."""
+    return library_threads(torch.get_num_threads, torch.set_num_threads, n_jobs)

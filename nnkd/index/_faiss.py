@@ -9,14 +9,13 @@ that the distances returned are true ones.
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 from nnkd._core.artifacts import import_optional, package_version
-from nnkd._core.threads import n_threads
+from nnkd._core.threads import library_threads
 from nnkd.index._base import Index
 
 _NATIVE = "index.faiss"
@@ -29,14 +28,8 @@ def _import_faiss():
     return import_optional("faiss", "faiss-cpu", "The faiss backend")
 
 
-@contextmanager
 def _omp_threads(faiss, n_jobs):
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n_threads(n_jobs))
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(previous)
+    return library_threads(faiss.omp_get_max_threads, faiss.omp_set_num_threads, n_jobs)
 
 
 def _unwrap(faiss, index, attr):

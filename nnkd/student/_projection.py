@@ -12,15 +12,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from nnkd._core.metrics import check_points
-from nnkd.index import Index, make_index
-from nnkd.student._base import DTYPES, Student, float_array, register_kind
-from nnkd.student._prototypes import check_cells, check_k, prototype_evidence
+from nnkd.index import make_index
+from nnkd.student._base import DTYPES, float_array, register_kind
+from nnkd.student._prototypes import PrototypeEvidence
 
 
 @register_kind
 @dataclass(kw_only=True, eq=False)
-class ProjectionStudent(Student):
+class ProjectionStudent(PrototypeEvidence):
     """Projection + RBF prototypes classifier (``kind="rbf"``).
 
     Parameters
@@ -46,19 +45,15 @@ class ProjectionStudent(Student):
     ARRAYS: ClassVar[tuple[str, ...]] = ("prototypes", "label_vectors", "projection", "output_classes", "support",
                                          "cell_indptr", "cell_indices")
 
-    prototypes: np.ndarray
     label_vectors: np.ndarray
     projection: np.ndarray
     gamma: float
     output_classes: np.ndarray | None = None
-    support: np.ndarray | None = None
-    cell_indptr: np.ndarray | None = None
-    cell_indices: np.ndarray | None = None
 
     def _validate(self) -> None:
         if self.classes is None:
             raise ValueError("a classifier student needs classes.")
-        self.prototypes = check_points(self.prototypes, "prototypes")
+        self._check_evidence()
         m, d = self.prototypes.shape
         n_out = len(self.classes)
         if self.output_classes is not None:
@@ -75,13 +70,6 @@ class ProjectionStudent(Student):
         if not (isinstance(self.gamma, (int, float, np.floating)) and np.isfinite(self.gamma) and self.gamma > 0):
             raise ValueError(f"gamma={self.gamma!r} must be a finite number > 0.")
         self.gamma = float(self.gamma)
-        self.support, self.cell_indptr, self.cell_indices = check_cells(
-            self.support, self.cell_indptr, self.cell_indices, m)
-        self._index: Index | None = None
-
-    @property
-    def n_prototypes(self) -> int:
-        return self.prototypes.shape[0]
 
     @property
     def n_features_in(self) -> int:
@@ -112,22 +100,13 @@ class ProjectionStudent(Student):
             p = p @ np.eye(len(self.classes))[self.output_classes]
         return p
 
-    def check_neighbors(self, k) -> None:
-        check_k(k, self.n_prototypes)
-
     def explain(self, X, k: int = 3) -> list[dict]:
         """Per row: ``{"prediction", "prototypes": [...]}`` with the ``k`` prototypes nearest
         to the projected row (``min(k, n_prototypes)``), as :meth:`PrototypeStudent.explain`;
         ``label_vector`` holds the prototype's RBF label vector."""
-        k = min(check_k(k, np.iinfo(np.int64).max, "at least 1"), self.n_prototypes)
         if self._index is None:
             self._index = make_index("exact").fit(self.prototypes)
-        Z = self.transform(X)
-        dist, ind = self._index.query(Z, k)
-        preds = self.predict(X)
-        return [{"prediction": preds[i].item(),
-                 "prototypes": [prototype_evidence(self, int(j), d) for j, d in zip(ind[i], dist[i], strict=True)]}
-                for i in range(Z.shape[0])]
+        return self._explain_nearest(X, self.transform(X), k, self._index)
 
     def _prototype_labels(self, j: int) -> dict:
         column = int(np.argmax(self.label_vectors[j]))

@@ -68,12 +68,45 @@ def check_k(k, m: int, what: str = "the number of prototypes") -> int:
 
 
 @dataclass(kw_only=True, eq=False)
-class _SearchedPrototypes(Student):
-    """What both prototype kinds share: the prototypes, their index and the vote."""
+class PrototypeEvidence(Student):
+    """What every prototype kind shares: the prototypes, the training rows behind each (what
+    :meth:`explain` reports) and the nearest-prototype explanation."""
+
+    prototypes: np.ndarray
+    support: np.ndarray | None = None
+    cell_indptr: np.ndarray | None = None
+    cell_indices: np.ndarray | None = None
+
+    def _check_evidence(self) -> None:
+        self.prototypes = check_points(self.prototypes, "prototypes")
+        self.support, self.cell_indptr, self.cell_indices = check_cells(
+            self.support, self.cell_indptr, self.cell_indices, self.n_prototypes)
+        self._index: Index | None = None
+
+    @property
+    def n_prototypes(self) -> int:
+        return self.prototypes.shape[0]
+
+    def check_neighbors(self, k) -> None:
+        check_k(k, self.n_prototypes)
+
+    def _explain_nearest(self, X, Z: np.ndarray, k, index: Index) -> list[dict]:
+        """Per row of ``X`` (``Z``: the rows in the prototypes' space): the prediction and the
+        ``min(k, n_prototypes)`` prototypes nearest to ``Z`` in ``index``."""
+        k = min(check_k(k, np.iinfo(np.int64).max, "at least 1"), self.n_prototypes)
+        dist, ind = index.query(Z, k)
+        preds = self.predict(X)
+        return [{"prediction": preds[i].item(),
+                 "prototypes": [prototype_evidence(self, int(j), d) for j, d in zip(ind[i], dist[i], strict=True)]}
+                for i in range(Z.shape[0])]
+
+
+@dataclass(kw_only=True, eq=False)
+class _SearchedPrototypes(PrototypeEvidence):
+    """What both searched prototype kinds share: the index over the prototypes and the vote."""
 
     FLOAT_ARRAYS: ClassVar[tuple[str, ...]] = ("prototypes",)
 
-    prototypes: np.ndarray
     space: str = "input"
     metric: str = "euclidean"
     n_neighbors: int = 1
@@ -81,13 +114,10 @@ class _SearchedPrototypes(Student):
     bandwidth: float | None = None
     index: str = "exact"
     index_params: dict = field(default_factory=dict)
-    support: np.ndarray | None = None
-    cell_indptr: np.ndarray | None = None
-    cell_indices: np.ndarray | None = None
 
     def _validate(self) -> None:
-        self.prototypes = check_points(self.prototypes, "prototypes")
-        m = self.prototypes.shape[0]
+        self._check_evidence()
+        m = self.n_prototypes
         if self.space not in SPACES:
             raise ValueError(f"space={self.space!r} must be one of {SPACES}.")
         if self.metric not in INDEX_METRICS:
@@ -99,13 +129,6 @@ class _SearchedPrototypes(Student):
         if self.bandwidth is not None and not (np.isfinite(self.bandwidth) and self.bandwidth > 0):
             raise ValueError(f"bandwidth={self.bandwidth!r} must be None or a finite number > 0.")
         self.index_params = dict(self.index_params or {})
-        self.support, self.cell_indptr, self.cell_indices = check_cells(
-            self.support, self.cell_indptr, self.cell_indices, m)
-        self._index: Index | None = None
-
-    @property
-    def n_prototypes(self) -> int:
-        return self.prototypes.shape[0]
 
     @property
     def n_features_in(self) -> int:
@@ -139,21 +162,12 @@ class _SearchedPrototypes(Student):
         dist, ind = self.search_index().query(self.check_input(X), self.n_neighbors)
         return kernel_weights(dist, self.kernel, self.bandwidth), ind
 
-    # -- explanation ---------------------------------------------------------------------------
-    def check_neighbors(self, k) -> None:
-        check_k(k, self.n_prototypes)
-
     def explain(self, X, k: int = 3) -> list[dict]:
         """Per row: ``{"prediction", "prototypes": [...]}`` with the ``k`` nearest prototypes
         (``min(k, n_prototypes)``), each with its distance, its label data, the training row it
         started from (``support_row``) and the training rows of its cell (``training_rows``)."""
-        k = min(check_k(k, np.iinfo(np.int64).max, "at least 1"), self.n_prototypes)
         Z = self.check_input(X)
-        dist, ind = self.search_index().query(Z, k)
-        preds = self.predict(Z)
-        return [{"prediction": preds[i].item(),
-                 "prototypes": [prototype_evidence(self, int(j), d) for j, d in zip(ind[i], dist[i], strict=True)]}
-                for i in range(Z.shape[0])]
+        return self._explain_nearest(Z, Z, k, self.search_index())
 
     def example_inputs(self, n: int, rng: np.random.Generator) -> np.ndarray:
         P = self.prototypes
