@@ -108,6 +108,10 @@ def test_numpy_helpers_import_without_torch(tmp_path):
         teacher = CallableTeacher(logits=lambda Z: np.c_[Z[:, 0], -Z[:, 0]])
         dist = NNDistiller(teacher, random_state=0).fit(X)          # a condensed student needs no torch
         dist.to_student().save(sys.argv[1])
+        np.save(sys.argv[1] + ".npy", X)
+        from nnkd.cli import main
+        assert main(["predict", sys.argv[1], sys.argv[1] + ".npy", "--out", sys.argv[1] + "-pred.npy"]) == 0
+        assert (np.load(sys.argv[1] + "-pred.npy") == load_student(sys.argv[1]).predict(X)).all()
         print(load_student(sys.argv[1]).predict(X[:3]).tolist(), "torch" in sys.modules)
         try:
             NNDistiller(teacher, space="projection").fit(X)
@@ -116,5 +120,5 @@ def test_numpy_helpers_import_without_torch(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], capture_output=True, text=True,
                          timeout=120, check=True).stdout.splitlines()
-    assert out[0].endswith("False")
-    assert out[1].startswith("projection: NNDistiller(space='projection') needs the torch==2.13.0 package")
+    assert out[-2].endswith("False")
+    assert out[-1].startswith("projection: NNDistiller(space='projection') needs the torch==2.13.0 package")
