@@ -8,10 +8,15 @@
 
 #include "greedy.h"
 
-/* Optional arrays arrive as None; anything else must be a C-contiguous array of
- * the given dtype and length (0 = any 1-d/2-d array checked elsewhere). */
+#define INPUT 0
+#define OUTPUT 1
+
+/* Optional arrays arrive as None; anything else must be an aligned, native-byte-order,
+ * C-contiguous array of the given dtype and length (-1 = any), and writeable when it is an
+ * output: the core writes through raw pointers, so a read-only or misaligned buffer would
+ * be corrupted or fault. */
 static int check_array(PyObject *obj, const char *name, int type, int ndim, npy_intp len,
-                       int optional, PyArrayObject **out) {
+                       int optional, int output, PyArrayObject **out) {
     PyArrayObject *arr;
     *out = NULL;
     if (obj == Py_None && optional) return 0;
@@ -20,13 +25,28 @@ static int check_array(PyObject *obj, const char *name, int type, int ndim, npy_
         return -1;
     }
     arr = (PyArrayObject *)obj;
-    if (PyArray_TYPE(arr) != type || PyArray_NDIM(arr) != ndim ||
-        !PyArray_IS_C_CONTIGUOUS(arr) || (len >= 0 && PyArray_DIM(arr, 0) != len)) {
-        PyErr_Format(PyExc_ValueError, "%s has the wrong dtype, shape or layout", name);
+    if (PyArray_TYPE(arr) != type || PyArray_NDIM(arr) != ndim || !PyArray_IS_C_CONTIGUOUS(arr) ||
+        !PyArray_ISALIGNED(arr) || !PyArray_ISNOTSWAPPED(arr) || (len >= 0 && PyArray_DIM(arr, 0) != len)) {
+        PyErr_Format(PyExc_ValueError, "%s has the wrong dtype, shape, alignment, byte order or layout", name);
+        return -1;
+    }
+    if (output && !PyArray_ISWRITEABLE(arr)) {
+        PyErr_Format(PyExc_ValueError, "%s is read-only; outputs must be writeable arrays", name);
         return -1;
     }
     *out = arr;
     return 0;
+}
+
+/* The core's interrupt check: take the GIL for a moment and run Python's pending signal
+ * handlers (Ctrl-C raises KeyboardInterrupt there); nonzero stops the run. */
+static int check_signals(void *ctx) {
+    int raised;
+    PyGILState_STATE state = PyGILState_Ensure();
+    (void)ctx;
+    raised = PyErr_CheckSignals() != 0;
+    PyGILState_Release(state);
+    return raised;
 }
 
 static PyObject *greedy_permutation(PyObject *self, PyObject *args) {
@@ -42,16 +62,16 @@ static PyObject *greedy_permutation(PyObject *self, PyObject *args) {
                           &stop_radius, &olabels, &n_classes, &oactive, &oorder, &oradius,
                           &oowner, &odist, &otrain, &ovalid))
         return NULL;
-    if (check_array(oX, "X", NPY_FLOAT32, 2, -1, 0, &X)) return NULL;
+    if (check_array(oX, "X", NPY_FLOAT32, 2, -1, 0, INPUT, &X)) return NULL;
     n = PyArray_DIM(X, 0);
-    if (check_array(olabels, "labels", NPY_INT64, 1, n, 1, &labels) ||
-        check_array(oactive, "active", NPY_UINT8, 1, n, 1, &active) ||
-        check_array(oorder, "order", NPY_INT64, 1, max_centres, 0, &order) ||
-        check_array(oradius, "radius", NPY_FLOAT64, 1, max_centres, 0, &radius) ||
-        check_array(oowner, "owner", NPY_INT64, 1, n, 0, &owner) ||
-        check_array(odist, "dist", NPY_FLOAT64, 1, n, 0, &dist) ||
-        check_array(otrain, "train_err", NPY_INT64, 1, max_centres, 1, &train) ||
-        check_array(ovalid, "valid_err", NPY_INT64, 1, max_centres, 1, &valid))
+    if (check_array(olabels, "labels", NPY_INT64, 1, n, 1, INPUT, &labels) ||
+        check_array(oactive, "active", NPY_UINT8, 1, n, 1, INPUT, &active) ||
+        check_array(oorder, "order", NPY_INT64, 1, max_centres, 0, OUTPUT, &order) ||
+        check_array(oradius, "radius", NPY_FLOAT64, 1, max_centres, 0, OUTPUT, &radius) ||
+        check_array(oowner, "owner", NPY_INT64, 1, n, 0, OUTPUT, &owner) ||
+        check_array(odist, "dist", NPY_FLOAT64, 1, n, 0, OUTPUT, &dist) ||
+        check_array(otrain, "train_err", NPY_INT64, 1, max_centres, 1, OUTPUT, &train) ||
+        check_array(ovalid, "valid_err", NPY_INT64, 1, max_centres, 1, OUTPUT, &valid))
         return NULL;
 
     Py_BEGIN_ALLOW_THREADS /* the core touches no Python object */
@@ -59,10 +79,15 @@ static PyObject *greedy_permutation(PyObject *self, PyObject *args) {
         PyArray_DATA(X), n, PyArray_DIM(X, 1), metric, start, max_centres, stop_radius,
         labels ? PyArray_DATA(labels) : NULL, n_classes, active ? PyArray_DATA(active) : NULL,
         PyArray_DATA(order), PyArray_DATA(radius), PyArray_DATA(owner), PyArray_DATA(dist),
-        train ? PyArray_DATA(train) : NULL, valid ? PyArray_DATA(valid) : NULL, &n_centres);
+        train ? PyArray_DATA(train) : NULL, valid ? PyArray_DATA(valid) : NULL, &n_centres,
+        check_signals, NULL);
     Py_END_ALLOW_THREADS
 
+    if (status == NNKD_EINTR) return NULL; /* check_signals left the exception (KeyboardInterrupt) set */
     if (status == NNKD_ENOMEM) return PyErr_NoMemory();
+    if (status == NNKD_EOVERFLOW)
+        return PyErr_Format(PyExc_MemoryError, "greedy_permutation: the requested sizes (%zd centres, %zd classes) "
+                            "overflow the address space", max_centres, n_classes);
     if (status != NNKD_OK)
         return PyErr_Format(PyExc_ValueError, "greedy_permutation: invalid arguments (status %d)",
                             status);
@@ -78,8 +103,8 @@ static PyObject *pairs_to_arrays(PyObject *self, PyObject *args) {
     PyArrayObject *ind, *dist;
     Py_ssize_t n, i, j, len, k, n_short = 0;
     if (!PyArg_ParseTuple(args, "O!OO", &PyList_Type, &rows, &ind_obj, &dist_obj) ||
-        check_array(ind_obj, "ind", NPY_INT64, 2, -1, 0, &ind) ||
-        check_array(dist_obj, "dist", NPY_FLOAT32, 2, -1, 0, &dist))
+        check_array(ind_obj, "ind", NPY_INT64, 2, -1, 0, OUTPUT, &ind) ||
+        check_array(dist_obj, "dist", NPY_FLOAT32, 2, -1, 0, OUTPUT, &dist))
         return NULL;
     n = PyList_GET_SIZE(rows);
     k = (Py_ssize_t)PyArray_DIM(ind, 1);
@@ -93,8 +118,8 @@ static PyObject *pairs_to_arrays(PyObject *self, PyObject *args) {
         npy_int64 *out_i = (npy_int64 *)PyArray_GETPTR2(ind, i, 0);
         float *out_d = (float *)PyArray_GETPTR2(dist, i, 0);
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-            check_array(PyTuple_GET_ITEM(pair, 0), "ids", NPY_INT32, 1, -1, 0, &a) ||
-            check_array(PyTuple_GET_ITEM(pair, 1), "distances", NPY_FLOAT32, 1, -1, 0, &b)) {
+            check_array(PyTuple_GET_ITEM(pair, 0), "ids", NPY_INT32, 1, -1, 0, INPUT, &a) ||
+            check_array(PyTuple_GET_ITEM(pair, 1), "distances", NPY_FLOAT32, 1, -1, 0, INPUT, &b)) {
             if (!PyErr_Occurred())
                 PyErr_Format(PyExc_TypeError, "row %zd is not an (ids, distances) pair", i);
             return NULL;

@@ -12,7 +12,7 @@
  * of the majority-vote net is known after every prefix in one pass.
  *
  * Arithmetic is fixed (four double accumulators summed as (s0 + s1) + (s2 + s3))
- * so that the Numba port in nnkd/_core/greedy.py returns bit-identical results.
+ * so that results do not depend on how the compiler would reassociate the sums.
  */
 #include "greedy.h"
 
@@ -121,11 +121,16 @@ static void visit(state_t *s, int64_t x, int64_t c, int64_t k, int64_t p, double
  * cache misses when (as in high dimension) pruning rarely skips a cell. */
 #define NNKD_FULL_PASS 8
 
+/* Centres between two interrupt checks: often enough for Ctrl-C to answer within a second
+ * on large inputs, rare enough that the check costs nothing on small ones. */
+#define NNKD_CHECK_EVERY 64
+
 int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, int64_t start,
                             int64_t max_centres, double stop_radius, const int64_t *labels,
                             int64_t n_classes, const uint8_t *active, int64_t *order,
                             double *radius, int64_t *owner, double *dist, int64_t *train_err,
-                            int64_t *valid_err, int64_t *n_centres) {
+                            int64_t *valid_err, int64_t *n_centres, nnkd_interrupt_fn interrupt,
+                            void *interrupt_ctx) {
     state_t s;
     int64_t *maj = NULL;
     double *half = NULL;
@@ -143,6 +148,11 @@ int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, in
     if (labels)
         for (i = 0; i < n; i++)
             if (labels[i] < 0 || labels[i] >= n_classes) return NNKD_EINVAL;
+    /* Every allocation below is at most max_centres * C or n elements of 8 bytes: refuse
+     * sizes whose byte count would wrap around size_t instead of allocating too little. */
+    if ((uint64_t)n > SIZE_MAX / 8 || (uint64_t)max_centres > SIZE_MAX / 8 ||
+        (C && (uint64_t)C > SIZE_MAX / 8 / (uint64_t)max_centres))
+        return NNKD_EOVERFLOW;
 
     memset(&s, 0, sizeof s);
     s.X = X; s.d = d; s.C = C; s.metric = metric; s.labels = labels; s.active = active;
@@ -194,6 +204,10 @@ int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, in
     }
 
     for (k = 1; k < max_centres; k++) {
+        if (interrupt && k % NNKD_CHECK_EVERY == 0 && interrupt(interrupt_ctx)) {
+            status = NNKD_EINTR;
+            break;
+        }
         best = -1;
         for (c = 0; c < k; c++)
             if (s.cand[c] >= 0 && (best < 0 || s.cand_d[c] > s.cand_d[best] ||

@@ -11,6 +11,12 @@
 #define NNKD_OK 0
 #define NNKD_ENOMEM 1
 #define NNKD_EINVAL 2
+#define NNKD_EOVERFLOW 3 /* a size product does not fit in size_t */
+#define NNKD_EINTR 4     /* the caller's interrupt check asked to stop */
+
+/* Called every few centres; a nonzero return stops the run with NNKD_EINTR. The core
+ * never looks inside ctx (the Python glue uses it to check for Ctrl-C). */
+typedef int (*nnkd_interrupt_fn)(void *ctx);
 
 /* Metric codes; "cosine" is euclidean on L2-normalised rows, done by the caller. */
 #define NNKD_EUCLIDEAN 0
@@ -37,11 +43,13 @@
  * valid_err  (max_centres,) int64 or NULL: same for passive points (votes come from active ones).
  * n_centres  number of centres actually added (< max_centres when stop_radius or the
  *            active points ran out).
+ * interrupt  NULL, or checked every NNKD_CHECK_EVERY centres (with interrupt_ctx).
  */
 int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, int64_t start,
                             int64_t max_centres, double stop_radius, const int64_t *labels,
                             int64_t n_classes, const uint8_t *active, int64_t *order,
                             double *radius, int64_t *owner, double *dist, int64_t *train_err,
-                            int64_t *valid_err, int64_t *n_centres);
+                            int64_t *valid_err, int64_t *n_centres, nnkd_interrupt_fn interrupt,
+                            void *interrupt_ctx);
 
 #endif

@@ -98,7 +98,7 @@ def test_cli_user_mistakes_are_one_line_exit_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("nnkd: error:") and "--label" in err
     assert main(["predict", str(tmp_path / "nothing"), str(tmp_path / "d.csv"), "--out", str(tmp_path / "p.npy")]) == 1
-    assert "student.json not found" in capsys.readouterr().err
+    assert "is not a directory; is it a saved nnkd student?" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["condense", str(tmp_path / "d.csv"), "--method", "magic", "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2

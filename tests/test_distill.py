@@ -135,7 +135,7 @@ def test_student_round_trip_without_teacher(problem, tmp_path, space):
     assert_allclose(loaded.predict_proba(Q), dist.predict_proba(Q), rtol=1e-6)
     assert loaded.size_bytes == dist.size_bytes_
     meta = json.loads((path / "student.json").read_text())
-    assert meta["format_version"] == 1 and meta["space"] == space
+    assert meta["format_version"] == 2 and meta["space"] == space
     data = bytearray((path / "arrays.npz").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (path / "arrays.npz").write_bytes(bytes(data))

@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
+from _artifacts import edit_json, rewrite_manifest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -124,8 +125,8 @@ def test_save_load_round_trip(mixture, tmp_path, spec):
 def test_tampered_file_is_rejected(mixture, tmp_path, spec):
     X, _ = mixture
     path = make_index(spec).fit(X).save(tmp_path / "idx")
-    meta = json.loads((path / "index.json").read_text())
-    native = path / next(iter(meta["files"]))
+    manifest = json.loads((path / "manifest.json").read_text())
+    native = path / next(name for name in manifest["files"] if name != "index.json")
     data = bytearray(native.read_bytes())
     data[len(data) // 2] ^= 0xFF
     native.write_bytes(bytes(data))
@@ -136,20 +137,26 @@ def test_tampered_file_is_rejected(mixture, tmp_path, spec):
 def test_load_rejects_bad_metadata_and_pickled_arrays(mixture, tmp_path):
     X, _ = mixture
     path = make_index("exact").fit(X[:50]).save(tmp_path / "idx")
-    meta = json.loads((path / "index.json").read_text())
-    bad = dict(meta, format_version=999)
-    (path / "index.json").write_text(json.dumps(bad))
-    with pytest.raises(ValueError, match="format_version"):
-        load_index(path)
-    bad = dict(meta, files={"../escape.npz": "0"})
-    (path / "index.json").write_text(json.dumps(bad))
+    original = json.loads((path / "index.json").read_text())
+    (path / "index.json").write_text((path / "index.json").read_text().replace('"n": 50', '"n": 49'))
+    with pytest.raises(ValueError, match="checksum mismatch for .*index.json"):
+        load_index(path)                              # the manifest covers the metadata too
+    for change, match in [({"format_version": 999}, "format_version"), ({"format_version": True}, "format_version"),
+                          ({"dim": 1e308}, "'dim' must be an integer"), ({"backend": "magic"}, "unknown backend"),
+                          ({"n": 10**12}, "shape")]:
+        edit_json(path, "index.json", lambda m, change=change: {**original, **change})
+        with pytest.raises(ValueError, match=match):
+            load_index(path)
+    edit_json(path, "index.json", lambda m: original)
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "files": {"../escape.npz": "0" * 64}}))
     with pytest.raises(ValueError, match="outside"):
         load_index(path)
     # An object array (which only unpickling could read) with a matching checksum: never loaded.
     np.savez(path / "arrays.npz", X=np.array([{"a": 1}], dtype=object))
-    from nnkd._core.artifacts import sha256_file
-    (path / "index.json").write_text(json.dumps(dict(meta, files={"arrays.npz": sha256_file(path / "arrays.npz")})))
-    with pytest.raises(ValueError, match="allow_pickle"):
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(path)
+    with pytest.raises(ValueError, match="dtype object"):
         load_index(path)
     with pytest.raises(FileNotFoundError):
         load_index(tmp_path / "nowhere")

@@ -357,7 +357,7 @@ def test_tampered_student_is_refused(student_dir, tmp_path):
 
 def test_missing_student_is_refused(tmp_path, capsys):
     assert main(["serve", str(tmp_path / "nothing"), "--port", str(_free_port())]) == 1
-    assert "student.json not found" in capsys.readouterr().err
+    assert "is not a directory; is it a saved nnkd student?" in capsys.readouterr().err
 
 
 def test_graceful_shutdown_finishes_queued_requests(student_dir, oracle):

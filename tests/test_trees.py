@@ -261,7 +261,7 @@ def test_save_load_round_trip(digits, tmp_path):
         assert loaded.size_bytes == tree.size_bytes_ == 4 * (7 * 64 + 7 + 7 + 8 * 10 + 2 * 64)
         assert loaded.explain(Q[:2]) == tree.explain(Q[:2])
     meta = json.loads((path / "student.json").read_text())
-    assert meta["format_version"] == 1 and meta["kind"] == "tree" and meta["inference"] == "mixture"
+    assert meta["format_version"] == 2 and meta["kind"] == "tree" and meta["inference"] == "mixture"
     data = bytearray((path / "arrays.npz").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (path / "arrays.npz").write_bytes(bytes(data))

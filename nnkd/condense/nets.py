@@ -145,8 +145,10 @@ def greedy_permutation(X, *, metric: str = "euclidean", start: int = 0, max_prot
         lab = np.asarray(labels)
         if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer) or (lab < 0).any():
             raise ValueError(f"labels must be non-negative integer codes of shape ({n},).")
-        lab = np.ascontiguousarray(lab, dtype=np.int64)
-        n_classes = int(lab.max()) + 1
+        # Dense codes 0..C-1 in the same order (the C core sizes its vote tables by C, and
+        # breaks majority ties by the smallest code, which np.unique's order preserves).
+        uniques, codes = np.unique(lab, return_inverse=True)
+        lab, n_classes = np.ascontiguousarray(codes.reshape(-1), dtype=np.int64), len(uniques)
     if stop_radius is None:
         stop_radius = -1.0
     elif not np.isfinite(stop_radius):

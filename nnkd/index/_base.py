@@ -9,14 +9,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nnkd._core.artifacts import package_version, write_metadata
+from nnkd._core.artifacts import package_version, write_artifact, write_json
 from nnkd._core.metrics import SEARCH_METRICS, check_points, normalize_rows
 
 #: Metric names every backend understands (where it can: see each backend's docs).
 INDEX_METRICS = SEARCH_METRICS
 
 FORMAT = "nnkd.index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Metadata versions load_index reads (1: checksums inside index.json, no manifest).
+READ_VERSIONS = (1, 2)
 METADATA_FILE = "index.json"
 
 
@@ -183,11 +185,13 @@ class Index:
     def _library_versions(self) -> dict:
         return {}
 
-    def save(self, path) -> Path:
-        """Write the index to directory ``path`` (created if needed; files inside replaced).
+    def save(self, path, *, key=None, key_file=None) -> Path:
+        """Write the index to directory ``path``, atomically (a previous index there is
+        replaced only once the new one is complete).
 
         The directory holds ``index.json`` (backend, metric, parameters, shape, library
-        versions and the SHA-256 of every other file) and the backend's native file(s).
+        versions), the backend's native file(s) and ``manifest.json`` (the SHA-256 of every
+        file, signed with HMAC-SHA256 when a key is given or ``NNKD_ARTIFACT_KEY`` is set).
         Read it back with :func:`nnkd.index.load_index`.
 
         Returns
@@ -195,10 +199,12 @@ class Index:
         path : pathlib.Path
         """
         self._check_fitted()
-        directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_metadata(directory, METADATA_FILE, self._metadata(), self._save_native(directory))
-        return directory
+
+        def write(directory: Path) -> None:
+            self._save_native(directory)
+            write_json(directory / METADATA_FILE, self._metadata())
+
+        return write_artifact(path, write, "index", METADATA_FILE, key=key, key_file=key_file)
 
     # Native indexes (faiss, nmslib) hold C++ objects: pickle them through their own
     # file format so that joblib and GridSearchCV can copy fitted estimators.

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nnkd._core.artifacts import read_npz
 from nnkd._core.distances import NEG_INNER, exact_knn
-from nnkd._core.metrics import CHEBYSHEV, EUCLIDEAN, MANHATTAN
+from nnkd._core.metrics import CHEBYSHEV, EUCLIDEAN, MANHATTAN, check_points
 from nnkd.index._base import Index
 
 _KERNEL_METRIC = {"euclidean": EUCLIDEAN, "sqeuclidean": EUCLIDEAN, "manhattan": MANHATTAN,
@@ -48,9 +49,7 @@ class ExactIndex(Index):
         return [_ARRAYS]
 
     def _load_native(self, directory: Path) -> None:
-        with np.load(directory / _ARRAYS, allow_pickle=False) as data:
-            X = np.ascontiguousarray(data["X"], dtype=np.float32)
-        if X.ndim != 2:
-            raise ValueError(f"{_ARRAYS} holds an array of shape {X.shape}; expected 2-D rows.")
-        self._build(X)
+        # load_index set the shape the metadata declares; the archive must hold exactly it.
+        X = read_npz(directory / _ARRAYS, {"X": ("float", (self._n, self._dim))})["X"]
+        self._build(check_points(X, "X"))
         self._n, self._dim = X.shape

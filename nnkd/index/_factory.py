@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnkd._core.artifacts import read_metadata
-from nnkd.index._base import FORMAT, FORMAT_VERSION, METADATA_FILE, Index
+from nnkd._core.artifacts import json_snippet, read_metadata, scalars_param
+from nnkd.index._base import FORMAT, INDEX_METRICS, METADATA_FILE, READ_VERSIONS, Index
 from nnkd.index._exact import ExactIndex
 from nnkd.index._faiss import FaissIndex
 from nnkd.index._nmslib import NmslibIndex
@@ -64,11 +64,14 @@ def make_index(spec: str = "exact", metric: str = "euclidean", *, n_jobs=None, *
     return BACKENDS[backend](method, metric=metric, n_jobs=n_jobs, **params)
 
 
-def load_index(path, *, n_jobs=None) -> Index:
+def load_index(path, *, n_jobs=None, key=None, key_file=None) -> Index:
     """Load an index written by :meth:`Index.save`.
 
-    Checks the format version and the SHA-256 of every file before reading it, and never
-    unpickles anything.
+    Checks the signature (when a key is configured: ``key``, ``key_file`` or
+    ``NNKD_ARTIFACT_KEY``; unsigned indexes are then refused) and the SHA-256 of every file,
+    then the metadata's schema, before the backend's native parser reads anything. Nothing is
+    unpickled. FAISS and NMSLIB parse their files in C++ without checks of their own: load a
+    native index from a source you do not trust only when it is signed with your key.
 
     Parameters
     ----------
@@ -76,6 +79,8 @@ def load_index(path, *, n_jobs=None) -> Index:
         The directory given to ``save``.
     n_jobs : int, default=None
         Threads for queries on the loaded index.
+    key : str or bytes, default=None
+    key_file : path, default=None
 
     Returns
     -------
@@ -87,18 +92,27 @@ def load_index(path, *, n_jobs=None) -> Index:
     FileNotFoundError
         ``path`` or one of its files is missing.
     ValueError
-        Unknown format or version, checksum mismatch, or contents inconsistent with the
-        metadata.
+        A bad signature or checksum, unknown format or version, metadata outside its schema,
+        or contents inconsistent with the metadata.
     """
     directory = Path(path)
-    meta = read_metadata(directory, METADATA_FILE, FORMAT, FORMAT_VERSION, "index")
+    meta = read_metadata(directory, METADATA_FILE, FORMAT, READ_VERSIONS, "index", key=key, key_file=key_file)
     meta_path = directory / METADATA_FILE
     backend = meta.get("backend")
     if backend not in BACKENDS:
-        raise ValueError(f"{meta_path} names unknown backend {backend!r}.")
-    params = {**meta.get("build_params", {}), **meta.get("query_params", {})}
-    index = BACKENDS[backend](meta.get("method", ""), metric=meta.get("metric"), n_jobs=n_jobs, **params)
-    index._dim = int(meta["dim"])
+        raise ValueError(f"{meta_path} names unknown backend {json_snippet(backend)}.")
+    checks = {"method": (lambda v: isinstance(v, str), "a string"),
+              "metric": (lambda v: v in INDEX_METRICS, f"one of {list(INDEX_METRICS)}"),
+              "build_params": (scalars_param, "an object of JSON scalars"),
+              "query_params": (scalars_param, "an object of JSON scalars"),
+              "dim": (lambda v: type(v) is int and v >= 1, "an integer >= 1"),
+              "n": (lambda v: type(v) is int and v >= 1, "an integer >= 1")}
+    for name, (check, what) in checks.items():
+        if not check(meta.get(name)):
+            raise ValueError(f"{meta_path}: {name!r} must be {what}; got {json_snippet(meta.get(name))}.")
+    index = BACKENDS[backend](meta["method"], metric=meta["metric"], n_jobs=n_jobs,
+                              **{**meta["build_params"], **meta["query_params"]})
+    index._dim, index._n = meta["dim"], meta["n"]
     index._load_native(directory)
     if len(index) != meta["n"] or index._dim != meta["dim"]:
         raise ValueError(f"{directory} holds {len(index)} rows of dim {index._dim}; its metadata says "

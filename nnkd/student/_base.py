@@ -7,24 +7,43 @@ class. Nothing outside a kind's module branches on the kind: what a kind cannot 
 answers itself (:meth:`Student.check_neighbors`, :meth:`Student.check_proba`).
 
 On disk a student is a directory: ``student.json`` (format, version, kind, classes, the
-kind's parameters, array shapes and the SHA-256 of every file) and ``arrays.npz``, plus an
-``index/`` directory when the prototypes are searched by an approximate backend. Loading
-validates all of it and never unpickles.
+kind's parameters, array shapes), ``arrays.npz``, an ``index/`` directory when the prototypes
+are searched by an approximate backend, and ``manifest.json`` with the SHA-256 of every other
+file, signed with HMAC-SHA256 when a key is configured (see :mod:`nnkd._core.artifacts`).
+Loading checks the signature and checksums, then the metadata's schema (types, ranges, the
+declared shapes) before any array is read, then every array's values; it never unpickles.
+Saving writes a temporary directory and renames it into place.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from nnkd._core.artifacts import package_version, read_metadata, write_metadata
+from nnkd._core.artifacts import (
+    check_shapes,
+    is_number,
+    json_snippet,
+    package_version,
+    read_metadata,
+    read_npz,
+    scalars_param,
+    write_artifact,
+    write_json,
+)
 from nnkd._core.metrics import check_points
 
 FORMAT = "nnkd.student"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Metadata versions this nnkd reads (1: checksums inside student.json, no manifest).
+READ_VERSIONS = (1, 2)
+#: Most classes a student may name.
+MAX_CLASSES = 1 << 20
 ARRAYS_FILE = "arrays.npz"
 METADATA_FILE = "student.json"
 #: Storage types of the float parameters and their bytes per parameter.
@@ -59,14 +78,71 @@ def _encode_classes(classes: np.ndarray | None) -> dict | None:
     raise TypeError(f"classes of dtype {classes.dtype} cannot be saved; use str, int or float labels.")
 
 
+_CLASS_TYPES = {"str": (str, str), "int": (int, np.int64), "float": ((int, float), np.float64)}
+
+
 def _decode_classes(encoded, meta_path: Path) -> np.ndarray | None:
     if encoded is None:
         return None
-    dtype = {"str": str, "int": np.int64, "float": np.float64}.get(encoded.get("dtype")) \
-        if isinstance(encoded, dict) else None
-    if dtype is None or not isinstance(encoded.get("values"), list):
-        raise ValueError(f"{meta_path}: 'classes' must be {{'dtype': 'str'|'int'|'float', 'values': [...]}}.")
-    return np.array(encoded["values"], dtype=dtype)
+    spec = _CLASS_TYPES.get(encoded.get("dtype")) if isinstance(encoded, dict) else None
+    values = encoded.get("values") if isinstance(encoded, dict) else None
+    if spec is None or not isinstance(values, list) or not 1 <= len(values) <= MAX_CLASSES:
+        raise ValueError(f"{meta_path}: 'classes' must be {{'dtype': 'str'|'int'|'float', 'values': [...]}} with "
+                         f"1 to {MAX_CLASSES} values.")
+    python_type, dtype = spec
+    bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, python_type)
+                or (isinstance(v, float) and not math.isfinite(v))
+                or (isinstance(v, int) and dtype is np.int64 and not -(1 << 63) <= v < (1 << 63))), None)
+    if bad is not None or len(set(values)) != len(values):
+        raise ValueError(f"{meta_path}: 'classes' values must be distinct {encoded['dtype']} values; "
+                         f"got {str(bad)[:40] if bad is not None else 'duplicates'}.")
+    return np.array(values, dtype=dtype)
+
+
+# -- metadata schema: checkers of the kinds' parameters --------------------------------------
+def _is_int(v) -> bool:
+    return type(v) is int
+
+
+def int_param(lo: int, hi: int | None = None) -> Callable:
+    """Checker of an integer parameter in ``[lo, hi]``."""
+    def check(v):
+        return _is_int(v) and v >= lo and (hi is None or v <= hi)
+    check.__doc__ = f"an integer in [{lo}, {hi if hi is not None else 'inf'}]"
+    return check
+
+
+def choice_param(options) -> Callable:
+    """Checker of a parameter taking one of ``options``."""
+    options = tuple(options)
+
+    def check(v):
+        return isinstance(v, str) and v in options
+    check.__doc__ = f"one of {list(options)}"
+    return check
+
+
+def positive_param(optional: bool = False) -> Callable:
+    """Checker of a finite number > 0 (or ``None`` when ``optional``)."""
+    def check(v):
+        return (optional and v is None) or (is_number(v) and v > 0)
+    check.__doc__ = "a finite number > 0" + (" or null" if optional else "")
+    return check
+
+
+
+
+def _check_params(cls, meta: dict, meta_path: Path) -> None:
+    """Each of the kind's parameters present in ``meta`` (required ones must be) passes its checker."""
+    for name, (check, required) in cls.PARAMS.items():
+        if name not in meta:
+            if required:
+                raise ValueError(f"{meta_path}: missing {name!r} (kind {cls.kind!r}).")
+            continue
+        if not check(meta[name]):
+            raise ValueError(f"{meta_path}: {name!r} must be {check.__doc__}; got {json_snippet(meta[name])}.")
+
+
 
 
 def float_array(value, name: str, shape: tuple | None = None) -> np.ndarray:
@@ -92,7 +168,8 @@ class Student:
         are rounded to float16 once (in memory as well, so predictions before and after
         saving agree); computation stays in float32/float64.
     bound : float or None, default=None
-        A generalization bound on the student's error, where its training gives one.
+        A generalization bound on the student's error rate, where its training gives one; a
+        bound >= 1 certifies nothing and is stored as 1.0.
     meta : dict
         JSON-serialisable provenance (how the student was fitted).
     """
@@ -100,8 +177,10 @@ class Student:
     kind: ClassVar[str] = ""
     #: Float arrays rounded to ``dtype`` and stored at it.
     FLOAT_ARRAYS: ClassVar[tuple[str, ...]] = ()
-    #: Every array field the kind saves (the float ones included).
-    ARRAYS: ClassVar[tuple[str, ...]] = ()
+    #: Every array field the kind saves (the float ones included) -> "float" or "int".
+    ARRAYS: ClassVar[dict[str, str]] = {}
+    #: The kind's metadata parameters -> (checker, required): checked before any array is read.
+    PARAMS: ClassVar[dict[str, tuple[Callable, bool]]] = {}
 
     classes: np.ndarray | None
     dtype: str = "float32"
@@ -116,7 +195,10 @@ class Student:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r} must be one of {sorted(DTYPES)}.")
         if self.bound is not None:
-            self.bound = float(self.bound)
+            # An error-rate bound >= 1 certifies nothing: it is kept as the trivial bound 1.
+            self.bound = min(float(self.bound), 1.0)
+            if not self.bound >= 0:
+                raise ValueError(f"bound={self.bound!r} must be a number >= 0 or None.")
         self.meta = dict(self.meta or {})
         self._validate()
         if self.dtype == "float16":
@@ -137,11 +219,12 @@ class Student:
         return {}
 
     @classmethod
-    def _from_saved(cls, meta: dict, arrays: dict, common: dict, directory: Path) -> Student:
-        """Rebuild a student of this kind from its metadata and arrays."""
+    def _from_saved(cls, meta: dict, arrays: dict, common: dict, directory: Path, keys: dict) -> Student:
+        """Rebuild a student of this kind from its metadata and arrays (``keys``: the
+        ``key``/``key_file`` the student was loaded with, for files of its own it opens)."""
         raise NotImplementedError
 
-    def _save_extra(self, directory: Path) -> dict:
+    def _save_extra(self, directory: Path, key, key_file) -> dict:
         """Write files beyond ``arrays.npz`` (a native index); returns metadata entries for them."""
         return {}
 
@@ -211,35 +294,49 @@ class Student:
                 "n_features_in": self.n_features_in, "expects": self.expects(), "dtype": self.dtype,
                 "size_bytes": self.size_bytes, "bound": self.bound, **self._describe(), "meta": self.meta}
 
-    def save(self, path) -> Path:
-        """Write the student into directory ``path`` (created if needed); returns it."""
-        directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
+    def save(self, path, *, key=None, key_file=None) -> Path:
+        """Write the student into directory ``path``, atomically; returns it.
+
+        The files go to a temporary directory beside ``path``, which then replaces it, so an
+        interrupted save leaves the previous student whole. With a key (``key``, ``key_file``
+        or ``NNKD_ARTIFACT_KEY``) the manifest is signed.
+        """
         arrays = {name: getattr(self, name) for name in self.ARRAYS if getattr(self, name) is not None}
         if self.dtype == "float16":
             arrays.update({k: v.astype(np.float16) for k, v in arrays.items() if k in self.FLOAT_ARRAYS})
-        np.savez(directory / ARRAYS_FILE, **arrays)
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
-                "classes": _encode_classes(self.classes), "dtype": self.dtype, "bound": self.bound,
-                "shapes": {k: list(v.shape) for k, v in arrays.items()}, "meta": self.meta,
-                "size_bytes": self.size_bytes, **self._params(), **self._save_extra(directory),
-                "versions": {"nnkd": package_version("nnkd"), "numpy": np.__version__}}
-        write_metadata(directory, METADATA_FILE, meta, [ARRAYS_FILE])
-        return directory
+
+        def write(directory: Path) -> None:
+            np.savez(directory / ARRAYS_FILE, **arrays)
+            meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
+                    "classes": _encode_classes(self.classes), "dtype": self.dtype, "bound": self.bound,
+                    "shapes": {k: list(v.shape) for k, v in arrays.items()}, "meta": self.meta,
+                    "size_bytes": self.size_bytes, **self._params(), **self._save_extra(directory, key, key_file),
+                    "versions": {"nnkd": package_version("nnkd"), "numpy": np.__version__}}
+            write_json(directory / METADATA_FILE, meta)
+
+        return write_artifact(path, write, "student", METADATA_FILE, key=key, key_file=key_file)
 
 
-def read_student_metadata(path) -> dict:
-    """The checked ``student.json`` of a saved student (format, version, every checksum)."""
-    return read_metadata(Path(path), METADATA_FILE, FORMAT, FORMAT_VERSION, "student")
+def read_student_metadata(path, *, key=None, key_file=None) -> dict:
+    """The verified ``student.json`` of a saved student (signature, checksums, format and
+    version); ``"files"`` maps every verified file to its SHA-256."""
+    return read_metadata(Path(path), METADATA_FILE, FORMAT, READ_VERSIONS, "student", key=key, key_file=key_file)
 
 
-def load_student(path) -> Student:
-    """Load a student written by :meth:`Student.save`, checking format, checksums and shapes.
+def load_student(path, *, key=None, key_file=None) -> Student:
+    """Load a student written by :meth:`Student.save`.
+
+    Checks the signature (when a key is configured: ``key``, ``key_file`` or
+    ``NNKD_ARTIFACT_KEY``; unsigned students are then refused), every file's checksum, the
+    metadata's schema and declared shapes before reading any array, then the arrays' dtypes,
+    shapes and values. Nothing is unpickled.
 
     Parameters
     ----------
     path : str or path-like
         The student directory.
+    key : str or bytes, default=None
+    key_file : path, default=None
 
     Returns
     -------
@@ -249,22 +346,30 @@ def load_student(path) -> Student:
     Raises
     ------
     FileNotFoundError, ValueError
+        One message per problem, naming the file and the field.
     """
     directory = Path(path)
-    meta = read_student_metadata(directory)
+    meta = read_student_metadata(directory, key=key, key_file=key_file)
     meta_path = directory / METADATA_FILE
     kind = meta.get("kind")
     cls = _KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ValueError(f"{meta_path}: unknown student kind {kind!r}; this nnkd reads {list(student_kinds())}.")
+        raise ValueError(f"{meta_path}: unknown student kind {json_snippet(kind)}; this nnkd reads "
+                         f"{list(student_kinds())}.")
     if ARRAYS_FILE not in meta["files"]:
-        raise ValueError(f"{meta_path} does not list {ARRAYS_FILE}.")
-    with np.load(directory / ARRAYS_FILE, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    shapes = meta.get("shapes")
-    unknown = set(arrays) - set(cls.ARRAYS)
-    if unknown or not isinstance(shapes, dict) or any(list(arrays[k].shape) != shapes.get(k) for k in arrays):
-        raise ValueError(f"{directory / ARRAYS_FILE} does not match the arrays recorded in {meta_path}.")
-    common = {"classes": _decode_classes(meta.get("classes"), meta_path), "dtype": meta.get("dtype", "float32"),
-              "bound": meta.get("bound"), "meta": meta.get("meta") or {}}
-    return cls._from_saved(meta, arrays, common, directory)
+        raise ValueError(f"{meta_path}: {ARRAYS_FILE} is not covered by the checksums.")
+    if meta.get("dtype", "float32") not in DTYPES:
+        raise ValueError(f"{meta_path}: 'dtype' must be one of {sorted(DTYPES)}; got {json_snippet(meta.get('dtype'))}.")
+    bound = meta.get("bound")
+    if bound is not None and not (type(bound) in (int, float) and bound >= 0):
+        raise ValueError(f"{meta_path}: 'bound' must be a number >= 0 or null; got {json_snippet(bound)}.")
+    if not isinstance(meta.get("meta", {}), dict):
+        raise ValueError(f"{meta_path}: 'meta' must be an object.")
+    classes = _decode_classes(meta.get("classes"), meta_path)
+    _check_params(cls, meta, meta_path)
+    if "shapes" not in meta:
+        raise ValueError(f"{meta_path}: missing 'shapes'.")
+    shapes = check_shapes(meta["shapes"], cls.ARRAYS, str(meta_path))
+    arrays = read_npz(directory / ARRAYS_FILE, {k: (cls.ARRAYS[k], shape) for k, shape in shapes.items()})
+    common = {"classes": classes, "dtype": meta.get("dtype", "float32"), "bound": bound, "meta": meta.get("meta") or {}}
+    return cls._from_saved(meta, arrays, common, directory, {"key": key, "key_file": key_file})

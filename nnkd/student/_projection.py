@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from nnkd.index import make_index
-from nnkd.student._base import DTYPES, float_array, register_kind
+from nnkd.student._base import DTYPES, choice_param, float_array, positive_param, register_kind
 from nnkd.student._prototypes import PrototypeEvidence
 
 
@@ -42,8 +42,10 @@ class ProjectionStudent(PrototypeEvidence):
 
     kind: ClassVar[str] = "rbf"
     FLOAT_ARRAYS: ClassVar[tuple[str, ...]] = ("prototypes", "label_vectors", "projection")
-    ARRAYS: ClassVar[tuple[str, ...]] = ("prototypes", "label_vectors", "projection", "output_classes", "support",
-                                         "cell_indptr", "cell_indices")
+    ARRAYS: ClassVar[dict[str, str]] = {"prototypes": "float", "label_vectors": "float", "projection": "float",
+                                         "output_classes": "int", "support": "int", "cell_indptr": "int",
+                                         "cell_indices": "int"}
+    PARAMS: ClassVar[dict] = {"gamma": (positive_param(), True), "space": (choice_param(["projection"]), False)}
 
     label_vectors: np.ndarray
     projection: np.ndarray
@@ -124,6 +126,6 @@ class ProjectionStudent(PrototypeEvidence):
         return {**self._params(), "n_prototypes": self.n_prototypes, "prototype_dims": self.prototypes.shape[1]}
 
     @classmethod
-    def _from_saved(cls, meta, arrays, common, directory) -> ProjectionStudent:
+    def _from_saved(cls, meta, arrays, common, directory, keys) -> ProjectionStudent:
         return cls(**common, gamma=meta.get("gamma"),
                    **{k: arrays.get(k) for k in cls.ARRAYS})

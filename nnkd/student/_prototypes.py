@@ -14,10 +14,19 @@ from typing import ClassVar
 
 import numpy as np
 
+from nnkd._core.artifacts import scalars_param
 from nnkd._core.kernels import KERNELS, kernel_weights, weighted_mean
 from nnkd._core.metrics import check_points
-from nnkd.index import INDEX_METRICS, Index, load_index, make_index
-from nnkd.student._base import DTYPES, Student, float_array, register_kind
+from nnkd.index import INDEX_METRICS, Index, load_index, make_index, parse_spec
+from nnkd.student._base import (
+    DTYPES,
+    Student,
+    choice_param,
+    float_array,
+    int_param,
+    positive_param,
+    register_kind,
+)
 
 SPACES = ("input", "teacher")
 _INDEX_DIR = "index"
@@ -47,7 +56,20 @@ def check_cells(support, cell_indptr, cell_indices, m: int) -> tuple:
         if (cell_indptr.shape != (m + 1,) or cell_indptr[0] != 0 or (np.diff(cell_indptr) < 0).any()
                 or cell_indices.ndim != 1 or cell_indptr[-1] != cell_indices.size):
             raise ValueError(f"cell_indptr must be {m + 1} non-decreasing offsets from 0 to len(cell_indices).")
+        if cell_indices.size and cell_indices.min() < 0:
+            raise ValueError("cell_indices must be non-negative training-row numbers.")
+    if support is not None and support.size and support.min() < 0:
+        raise ValueError("support must hold non-negative training-row numbers.")
     return support, cell_indptr, cell_indices
+
+
+def _index_spec(v) -> bool:
+    """an index spec such as 'exact', 'faiss:HNSW32' or 'nmslib:hnsw'"""
+    try:
+        parse_spec(v)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def prototype_evidence(student, j: int, d: float) -> dict:
@@ -106,6 +128,11 @@ class _SearchedPrototypes(PrototypeEvidence):
     """What both searched prototype kinds share: the index over the prototypes and the vote."""
 
     FLOAT_ARRAYS: ClassVar[tuple[str, ...]] = ("prototypes",)
+    PARAMS: ClassVar[dict] = {
+        "space": (choice_param(SPACES), False), "metric": (choice_param(INDEX_METRICS), True),
+        "n_neighbors": (int_param(1), True), "kernel": (choice_param(KERNELS), True),
+        "bandwidth": (positive_param(optional=True), False), "index": (_index_spec, True),
+        "index_params": (scalars_param, False), "index_dir": (choice_param([_INDEX_DIR]), False)}
 
     space: str = "input"
     metric: str = "euclidean"
@@ -182,11 +209,11 @@ class _SearchedPrototypes(PrototypeEvidence):
     def _describe(self) -> dict:
         return {**self._params(), "n_prototypes": self.n_prototypes, "prototype_dims": self.n_features_in}
 
-    def _save_extra(self, directory: Path) -> dict:
+    def _save_extra(self, directory: Path, key, key_file) -> dict:
         # Approximate indexes are saved as built: rebuilding one need not give the same graph.
         if self.index == "exact":
             return {}
-        self.search_index().save(directory / _INDEX_DIR)
+        self.search_index().save(directory / _INDEX_DIR, key=key, key_file=key_file)
         return {"index_dir": _INDEX_DIR}
 
     @classmethod
@@ -197,11 +224,14 @@ class _SearchedPrototypes(PrototypeEvidence):
         fields.update({k: arrays[k] for k in ("prototypes", "support", "cell_indptr", "cell_indices") if k in arrays})
         return fields
 
-    def _attach_saved_index(self, meta: dict, directory: Path) -> None:
+    def _attach_saved_index(self, meta: dict, directory: Path, keys: dict) -> None:
+        # The student's manifest (and signature) already covers the index's files; loading
+        # checks the index's own manifest too before its native parser runs.
         if meta.get("index_dir") is not None:
-            if meta["index_dir"] != _INDEX_DIR:
-                raise ValueError(f"{directory}: index_dir must be {_INDEX_DIR!r}.")
-            self.attach_index(load_index(directory / _INDEX_DIR))
+            if not all(name.startswith(f"{_INDEX_DIR}/") for name in meta["files"] if "/" in name) \
+                    or f"{_INDEX_DIR}/manifest.json" not in meta["files"]:
+                raise ValueError(f"{directory}: the saved index is not covered by the student's manifest.")
+            self.attach_index(load_index(directory / _INDEX_DIR, **keys))
 
 
 @register_kind
@@ -246,7 +276,8 @@ class PrototypeStudent(_SearchedPrototypes):
 
     kind: ClassVar[str] = "knn"
     FLOAT_ARRAYS: ClassVar[tuple[str, ...]] = ("prototypes", "label_vectors")
-    ARRAYS: ClassVar[tuple[str, ...]] = ("prototypes", "label_vectors", "support", "cell_indptr", "cell_indices")
+    ARRAYS: ClassVar[dict[str, str]] = {"prototypes": "float", "label_vectors": "float", "support": "int",
+                                         "cell_indptr": "int", "cell_indices": "int"}
 
     label_vectors: np.ndarray
 
@@ -274,9 +305,9 @@ class PrototypeStudent(_SearchedPrototypes):
                 "label_vector": self.label_vectors[j].tolist()}
 
     @classmethod
-    def _from_saved(cls, meta, arrays, common, directory) -> PrototypeStudent:
+    def _from_saved(cls, meta, arrays, common, directory, keys) -> PrototypeStudent:
         student = cls(**common, **cls._common_saved(meta, arrays, directory), label_vectors=arrays.get("label_vectors"))
-        student._attach_saved_index(meta, directory)
+        student._attach_saved_index(meta, directory, keys)
         return student
 
 
@@ -296,7 +327,8 @@ class PrototypeRegressor(_SearchedPrototypes):
     """
 
     kind: ClassVar[str] = "knn_regressor"
-    ARRAYS: ClassVar[tuple[str, ...]] = ("prototypes", "targets", "support", "cell_indptr", "cell_indices")
+    ARRAYS: ClassVar[dict[str, str]] = {"prototypes": "float", "targets": "float", "support": "int",
+                                         "cell_indptr": "int", "cell_indices": "int"}
 
     targets: np.ndarray
     classes: np.ndarray | None = None
@@ -340,7 +372,7 @@ class PrototypeRegressor(_SearchedPrototypes):
         return {**super()._describe(), "n_outputs": 1 if self.targets.ndim == 1 else self.targets.shape[1]}
 
     @classmethod
-    def _from_saved(cls, meta, arrays, common, directory) -> PrototypeRegressor:
+    def _from_saved(cls, meta, arrays, common, directory, keys) -> PrototypeRegressor:
         student = cls(**common, **cls._common_saved(meta, arrays, directory), targets=arrays.get("targets"))
-        student._attach_saved_index(meta, directory)
+        student._attach_saved_index(meta, directory, keys)
         return student

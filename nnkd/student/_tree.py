@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from nnkd._core.metrics import check_points
-from nnkd.student._base import DTYPES, Student, float_array, register_kind
+from nnkd.student._base import DTYPES, Student, choice_param, float_array, int_param, register_kind
 from nnkd.student._prototypes import check_k
 
 TREE_INFERENCE = ("max_path", "mixture")
@@ -54,7 +54,9 @@ class TreeStudent(Student):
     kind: ClassVar[str] = "tree"
     FLOAT_ARRAYS: ClassVar[tuple[str, ...]] = ("gate_weights", "gate_biases", "gate_betas", "leaf_distributions",
                                                "input_mean", "input_scale")
-    ARRAYS: ClassVar[tuple[str, ...]] = FLOAT_ARRAYS
+    ARRAYS: ClassVar[dict[str, str]] = dict.fromkeys(FLOAT_ARRAYS, "float")
+    PARAMS: ClassVar[dict] = {"depth": (int_param(1, MAX_DEPTH), True),
+                              "inference": (choice_param(TREE_INFERENCE), False)}
 
     depth: int
     gate_weights: np.ndarray
@@ -165,6 +167,6 @@ class TreeStudent(Student):
         return {**self._params(), "n_leaves": 2 ** self.depth}
 
     @classmethod
-    def _from_saved(cls, meta, arrays, common, directory) -> TreeStudent:
+    def _from_saved(cls, meta, arrays, common, directory, keys) -> TreeStudent:
         return cls(**common, depth=meta.get("depth"), inference=meta.get("inference", "max_path"),
                    **{k: arrays.get(k) for k in cls.ARRAYS})
