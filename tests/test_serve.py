@@ -377,8 +377,8 @@ def test_graceful_shutdown_finishes_queued_requests(student_dir, oracle):
         responses = asyncio.run(fire())
         assert [r.status_code for r in responses] == [200] * len(X)
         assert [r.json()["label"][0] for r in responses] == oracle.predict(X).tolist()
-        # uvicorn re-raises the signal once it has shut down cleanly.
-        assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
+        # A graceful SIGTERM drain exits with status 0 (uvicorn alone would re-raise the signal).
+        assert proc.wait(timeout=20) == 0
     finally:
         log = _stop(proc)
     assert "stopped after" in log

@@ -9,6 +9,11 @@ from nnkd.serve._requests import Options
 from nnkd.student import Student
 
 
+class PredictionError(Exception):
+    """A request's answer the student could not give (a non-finite output): returned in
+    place of that request's result, so the other requests of its batch are still answered."""
+
+
 class StudentPredictor:
     """The ``run_batch`` function of :class:`nnkd.serve.MicroBatcher` for a :class:`Student`.
 
@@ -37,10 +42,21 @@ class StudentPredictor:
         them for request ``r``, which asked for ``options[r]``."""
         labels, proba = self.student.predict_with_proba(X)
         bounds = np.concatenate([[0], np.cumsum(sizes)])
-        neighbors = self._neighbors(X, options, bounds)
+        # A NaN or infinite output is never answered as if it were a prediction: the rows'
+        # requests get a 500 that names them (an argmax over NaN would say "class 0").
+        output = proba if proba is not None else labels
+        bad = ~np.isfinite(output).reshape(len(X), -1).all(axis=1) if output.dtype.kind == "f" else None
+        good = {r for r in range(len(options)) if bad is None or not bad[bounds[r]:bounds[r + 1]].any()}
+        neighbors = self._neighbors(X, [opt if r in good else None for r, opt in enumerate(options)], bounds)
         out = []
         for r, opt in enumerate(options):
             a, b = int(bounds[r]), int(bounds[r + 1])
+            if bad is not None and bad[a:b].any():
+                first = int(np.flatnonzero(bad[a:b])[0])
+                out.append(PredictionError(f"the student's output for instances[{first}] is NaN or infinite (its "
+                                           "values are out of the range the student was fitted on); nothing is "
+                                           "answered for this request."))
+                continue
             result: dict = {}
             if "label" in opt.fields:
                 result["label"] = labels[a:b].tolist()
@@ -55,7 +71,7 @@ class StudentPredictor:
     def _neighbors(self, X: np.ndarray, options: list[Options], bounds: np.ndarray) -> dict[int, list]:
         wanted: dict[int, list[int]] = {}
         for r, opt in enumerate(options):
-            if "neighbors" in opt.fields:
+            if opt is not None and "neighbors" in opt.fields:
                 wanted.setdefault(opt.k, []).append(r)
         out: dict[int, list] = {}
         for k, requests in wanted.items():

@@ -79,6 +79,8 @@ def _decode_stdlib(body: bytes):
         raise RequestError(400, "malformed JSON: the body is not UTF-8 text.") from None
     except RecursionError:
         raise RequestError(400, "malformed JSON: nested too deeply.") from None
+    except ValueError as exc:                  # e.g. an integer literal beyond 4300 digits
+        raise RequestError(422, f"the body holds a number JSON parsing refuses: {str(exc)[:120]}") from None
 
 
 def _json_type(value) -> str:

@@ -35,6 +35,10 @@ class PreparedServer:
     slo_s : float
     max_body_bytes, max_instances, max_queue_rows : int
     checksums : dict
+    key_file : str or None
+        Key file the student was verified with (the key itself is never passed on; workers
+        read it, or ``NNKD_ARTIFACT_KEY``, themselves).
+    body_timeout_s : float
     """
 
     student_dir: str
@@ -45,6 +49,8 @@ class PreparedServer:
     max_instances: int
     max_queue_rows: int
     checksums: dict
+    key_file: str | None = None
+    body_timeout_s: float = 10.0
 
 
 def limit_threads() -> None:
@@ -67,7 +73,8 @@ def limit_threads() -> None:
 def prepare_server(student_dir, *, slo_ms: float = 50.0, max_batch: int | None = None,
                    max_delay_ms: float | None = None, max_body_bytes: int | None = None,
                    max_instances: int | None = None, max_queue_rows: int | None = None,
-                   profile_budget_s: float = 2.0, seed: int = 0) -> tuple[Student, PreparedServer]:
+                   profile_budget_s: float = 2.0, seed: int = 0, key_file=None,
+                   body_timeout_s: float = 10.0) -> tuple[Student, PreparedServer]:
     """Load and validate the student, profile its latency per batch size and plan batching.
 
     Parameters
@@ -86,6 +93,11 @@ def prepare_server(student_dir, *, slo_ms: float = 50.0, max_batch: int | None =
         Time allowed for profiling.
     seed : int, default=0
         Seed of the profiling rows.
+    key_file : path, default=None
+        Key the student's signature is checked with (else ``NNKD_ARTIFACT_KEY``, if set);
+        with a key, unsigned or wrongly signed students are refused.
+    body_timeout_s : float, default=10
+        Seconds a client may take to send a request body.
 
     Returns
     -------
@@ -101,8 +113,7 @@ def prepare_server(student_dir, *, slo_ms: float = 50.0, max_batch: int | None =
     if max_delay_ms is not None and not max_delay_ms >= 0:
         raise ValueError(f"--max-delay-ms {max_delay_ms} must be >= 0.")
     directory = Path(student_dir)
-    student = load_student(directory)               # format, shapes and every checksum
-    checksums = read_student_metadata(directory)["files"]
+    student, checksums = _load_checked(directory, key_file)
     defaults = ServeConfig(slo_s=slo_ms / 1e3)
     config = ServeConfig(slo_s=slo_ms / 1e3, max_body_bytes=max_body_bytes or defaults.max_body_bytes,
                          max_instances=max_instances or defaults.max_instances,
@@ -122,7 +133,8 @@ def prepare_server(student_dir, *, slo_ms: float = 50.0, max_batch: int | None =
     prepared = PreparedServer(student_dir=str(directory.resolve()), plan=plan.to_dict(),
                               profile=asdict(profile), slo_s=config.slo_s, max_body_bytes=config.max_body_bytes,
                               max_instances=config.max_instances, max_queue_rows=config.max_queue_rows,
-                              checksums=checksums)
+                              checksums=checksums, key_file=None if key_file is None else str(Path(key_file).resolve()),
+                              body_timeout_s=body_timeout_s)
     return student, prepared
 
 
@@ -132,9 +144,22 @@ def build_app(student: Student, prepared: PreparedServer):
 
     config = ServeConfig(slo_s=prepared.slo_s, max_body_bytes=prepared.max_body_bytes,
                          max_instances=prepared.max_instances, max_queue_rows=prepared.max_queue_rows,
-                         student_dir=prepared.student_dir, checksums=prepared.checksums)
+                         student_dir=prepared.student_dir, checksums=prepared.checksums,
+                         body_timeout_s=prepared.body_timeout_s)
     profile = LatencyProfile(**{k: tuple(v) for k, v in prepared.profile.items()}) if prepared.profile else None
-    return create_app(student, BatchPlan.from_dict(prepared.plan), config, profile=profile)
+
+    def reload(path: str | None):
+        directory = Path(path if path is not None else config.student_dir).resolve()
+        new, checksums = _load_checked(directory, prepared.key_file)
+        return new, str(directory), checksums
+
+    return create_app(student, BatchPlan.from_dict(prepared.plan), config, profile=profile, reload=reload)
+
+
+def _load_checked(directory: Path, key_file) -> tuple[Student, dict]:
+    """The student in ``directory`` and its verified checksums (signature, format, schema)."""
+    student = load_student(directory, key_file=key_file)
+    return student, read_student_metadata(directory, key_file=key_file)["files"]
 
 
 def log_to_stderr() -> None:
@@ -154,14 +179,103 @@ def worker_app():
     log_to_stderr()
     limit_threads()
     prepared = PreparedServer(**json.loads(os.environ[_ENV_CONFIG]))
-    return build_app(load_student(prepared.student_dir), prepared)
+    return build_app(load_student(prepared.student_dir, key_file=prepared.key_file), prepared)
+
+
+#: Seconds a connection may take to send a request's headers before it is closed.
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+
+
+def _guarded_protocol(header_timeout_s: float):
+    """uvicorn's httptools protocol with a deadline on request headers: a client that opens a
+    connection (or starts a request) and stalls before its headers are complete is
+    disconnected after ``header_timeout_s``, so stalled sockets cannot pile up. ``None`` when
+    httptools is not installed (uvicorn's h11 fallback then runs without the deadline)."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return None
+
+    class GuardedHttpTools(HttpToolsProtocol):
+        _header_timer = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(header_timeout_s, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()                  # the next request's headers get the same deadline
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return GuardedHttpTools
+
+
+def _graceful_server(uvicorn, config, app):
+    """A uvicorn ``Server`` that exits with status 0 after a SIGTERM drain (uvicorn re-raises
+    the signal, which ends the process with -15) and hot-reloads the student on SIGHUP."""
+    import asyncio
+    import signal
+
+    class GracefulServer(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM and self._captured_signals and self._captured_signals[-1] == sig:
+                self._captured_signals.pop()      # a requested, graceful stop: not an error
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            loop = asyncio.get_running_loop()
+
+            async def reload() -> None:
+                try:
+                    await app.reload_student()
+                except (ValueError, TypeError, OSError) as exc:
+                    logger.error("SIGHUP reload refused, the previous student keeps serving: %s", exc)
+
+            try:
+                loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+            except (NotImplementedError, RuntimeError, AttributeError):   # no SIGHUP (Windows), not main thread
+                logger.warning("SIGHUP reload is not available here; use POST /admin/reload")
+
+    return GracefulServer(config)
 
 
 def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms: float = 50.0, workers: int = 1,
                max_batch: int | None = None, max_delay_ms: float | None = None, max_body_bytes: int | None = None,
                max_instances: int | None = None, max_queue_rows: int | None = None,
-               log_level: str = "info") -> None:
-    """Serve a student over HTTP until interrupted (SIGINT/SIGTERM finish queued requests).
+               log_level: str = "info", key_file=None, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+               body_timeout_s: float = 10.0) -> None:
+    """Serve a student over HTTP until stopped: SIGTERM or SIGINT finish queued requests (exit
+    status 0 after SIGTERM); SIGHUP or ``POST /admin/reload`` swap in the student re-saved at
+    the same directory (or another, with ``{"path": ...}``) without failing a request, and
+    keep the current one if the new one fails validation.
 
     Parameters
     ----------
@@ -171,10 +285,13 @@ def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms
     port : int, default=8000
     slo_ms : float, default=50
     workers : int, default=1
-        uvicorn worker processes (each with its own batcher, same plan).
-    max_batch, max_delay_ms, max_body_bytes, max_instances, max_queue_rows
+        uvicorn worker processes (each with its own batcher, same plan). With more than one,
+        SIGHUP makes uvicorn restart the workers (each re-validates the student).
+    max_batch, max_delay_ms, max_body_bytes, max_instances, max_queue_rows, key_file, body_timeout_s
         See :func:`prepare_server`.
     log_level : str, default="info"
+    header_timeout_s : float, default=10
+        Seconds a connection may take to send a request's headers.
     """
     uvicorn = import_optional("uvicorn", "uvicorn", "nnkd serve", "or pip install 'nnkd[serve]'")
     import_optional("starlette", "starlette", "nnkd serve", "or pip install 'nnkd[serve]'")
@@ -182,10 +299,13 @@ def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms
         raise ValueError(f"--workers {workers} must be >= 1.")
     if not 0 <= port <= 65535:
         raise ValueError(f"--port {port} must be in [0, 65535].")
+    if not (header_timeout_s > 0 and body_timeout_s > 0):
+        raise ValueError("--header-timeout and --body-timeout must be > 0 seconds.")
     limit_threads()
     student, prepared = prepare_server(student_dir, slo_ms=slo_ms, max_batch=max_batch, max_delay_ms=max_delay_ms,
                                        max_body_bytes=max_body_bytes, max_instances=max_instances,
-                                       max_queue_rows=max_queue_rows)
+                                       max_queue_rows=max_queue_rows, key_file=key_file,
+                                       body_timeout_s=body_timeout_s)
     plan = BatchPlan.from_dict(prepared.plan)
     logger.info("student %s: kind=%s, %s, %d bytes", prepared.student_dir, student.kind, student.expects(),
                 student.size_bytes)
@@ -201,8 +321,12 @@ def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms
     # asked for on a loopback inference server.
     common = {"host": host, "port": port, "log_level": log_level, "access_log": False, "lifespan": "on",
               "timeout_graceful_shutdown": None, "proxy_headers": False, "server_header": False, "date_header": False}
+    protocol = _guarded_protocol(header_timeout_s)
+    if protocol is not None:
+        common["http"] = protocol
     if workers == 1:
-        uvicorn.run(build_app(student, prepared), **common)
+        app = build_app(student, prepared)
+        _graceful_server(uvicorn, uvicorn.Config(app, **common), app).run()
     else:
         os.environ[_ENV_CONFIG] = json.dumps(asdict(prepared))
         uvicorn.run("nnkd.serve._server:worker_app", factory=True, workers=workers, **common)
