@@ -32,7 +32,6 @@ from nnkd._core.artifacts import (
     package_version,
     read_metadata,
     read_npz,
-    scalars_param,
     write_artifact,
     write_json,
 )
