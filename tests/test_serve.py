@@ -496,18 +496,18 @@ def test_a_failing_prediction_is_a_json_500_and_serving_goes_on(student_dir, ora
     student = load_student(student_dir)          # patched below; the oracle stays untouched
     plan = plan_batching(LatencyProfile((1, 8), (1e-4, 2e-4), (1e-4, 2e-4)), 0.05)
     app = create_app(student, plan, ServeConfig(slo_s=0.05))
-    real = student.predict_proba
+    real = student._outputs
     X = _rows(2, 6)
 
     async def scenario():
         async with app.starlette.router.lifespan_context(app.starlette):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                student.predict_proba = lambda rows: 1 / 0
+                student._outputs = lambda rows: 1 / 0
                 try:
                     failed = await client.post("/v1/predict", json={"instances": X.tolist()})
                 finally:
-                    student.predict_proba = real
+                    student._outputs = real
                 ok = await client.post("/v1/predict", json={"instances": X.tolist()})
                 metrics = (await client.get("/metrics")).text
         return failed, ok, metrics

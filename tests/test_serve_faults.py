@@ -233,3 +233,12 @@ def test_serve_refuses_unsigned_students_with_a_key(tmp_path):
         assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
     finally:
         _stop(served)
+
+
+def test_the_library_never_answers_a_non_finite_output_either():
+    student = _rbf()
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        student.predict([[3e38, -3e38, 3e38, 3e38], [0.1, 0.2, 0.3, 0.4]])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        student.predict_proba([[3e38, -3e38, 3e38, 3e38]])
+    assert student.predict([[0.1, 0.2, 0.3, 0.4]]).shape == (1,)

@@ -7,6 +7,7 @@ import numpy as np
 
 from nnkd.serve._requests import Options
 from nnkd.student import Student
+from nnkd.student._base import non_finite_rows
 
 
 class PredictionError(Exception):
@@ -40,18 +41,19 @@ class StudentPredictor:
     def __call__(self, X: np.ndarray, sizes: list[int], options: list[Options]) -> list[dict]:
         """Answer every request of a batch: ``X`` holds their rows in order, ``sizes[r]`` of
         them for request ``r``, which asked for ``options[r]``."""
-        labels, proba = self.student.predict_with_proba(X)
+        labels, proba = self.student.predict_with_proba(X, check_finite=False)
         bounds = np.concatenate([[0], np.cumsum(sizes)])
         # A NaN or infinite output is never answered as if it were a prediction: the rows'
-        # requests get a 500 that names them (an argmax over NaN would say "class 0").
-        output = proba if proba is not None else labels
-        bad = ~np.isfinite(output).reshape(len(X), -1).all(axis=1) if output.dtype.kind == "f" else None
-        good = {r for r in range(len(options)) if bad is None or not bad[bounds[r]:bounds[r + 1]].any()}
+        # requests get a 500 that names them (an argmax over NaN would say "class 0"); the
+        # other requests of the batch are answered.
+        bad = np.zeros(len(X), dtype=bool)
+        bad[non_finite_rows(proba if proba is not None else labels)] = True
+        good = {r for r in range(len(options)) if not bad[bounds[r]:bounds[r + 1]].any()}
         neighbors = self._neighbors(X, [opt if r in good else None for r, opt in enumerate(options)], bounds)
         out = []
         for r, opt in enumerate(options):
             a, b = int(bounds[r]), int(bounds[r + 1])
-            if bad is not None and bad[a:b].any():
+            if bad[a:b].any():
                 first = int(np.flatnonzero(bad[a:b])[0])
                 out.append(PredictionError(f"the student's output for instances[{first}] is NaN or infinite (its "
                                            "values are out of the range the student was fitted on); nothing is "

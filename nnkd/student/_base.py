@@ -237,9 +237,14 @@ class Student:
         """Bytes of every parameter prediction needs (at ``dtype``), explanation data excluded."""
         raise NotImplementedError
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, ndarray of shape (n_queries, n_classes), float64."""
+    def _proba(self, X) -> np.ndarray:
+        """The kind's class probabilities, unchecked (classifier kinds implement this)."""
         raise NotImplementedError
+
+    def _outputs(self, X) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(predictions, probabilities or None)``, unchecked."""
+        proba = self._proba(X)
+        return self.classes[np.argmax(proba, axis=1)], proba
 
     def explain(self, X, k: int = 3) -> list[dict]:
         """Per row, a dict with ``"prediction"`` and the evidence behind it (see each kind)."""
@@ -277,14 +282,34 @@ class Student:
         return X
 
     def predict(self, X) -> np.ndarray:
-        """Most probable class per row (ties: the first class), ndarray of shape (n_queries,)."""
+        """Predictions, ndarray of shape (n_queries,): the most probable class per row (ties:
+        the first class), or a regressor's values.
+
+        Raises
+        ------
+        ValueError
+            Bad input, or an output that is NaN or infinite (an input far outside what the
+            student was fitted on can overflow it): never a silent "class 0".
+        """
         return self.predict_with_proba(X)[0]
 
-    def predict_with_proba(self, X) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, ndarray of shape (n_queries, n_classes), float64 (raises as
+        :meth:`predict`, and :meth:`check_proba`'s error for a student without them)."""
+        self.check_proba()
+        return self.predict_with_proba(X)[1]
+
+    def predict_with_proba(self, X, *, check_finite: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """``(predict(X), predict_proba(X))`` from one pass (the probabilities are ``None``
-        for a student without them)."""
-        proba = self.predict_proba(X)
-        return self.classes[np.argmax(proba, axis=1)], proba
+        for a student without them). ``check_finite=False`` returns non-finite outputs as
+        they are, for a caller that checks them per row (:func:`non_finite_rows`)."""
+        out, proba = self._outputs(X)
+        if check_finite:
+            bad = non_finite_rows(proba if proba is not None else out)
+            if bad.size:
+                raise ValueError(f"the student's output for {bad.size} row(s) (first: row {bad[0]}) is NaN or "
+                                 "infinite: those inputs lie far outside the range it was fitted on.")
+        return out, proba
 
     def describe(self) -> dict:
         """Metadata of the student (what ``/v1/model`` shows), JSON-serialisable."""
@@ -314,6 +339,13 @@ class Student:
             write_json(directory / METADATA_FILE, meta)
 
         return write_artifact(path, write, "student", METADATA_FILE, key=key, key_file=key_file)
+
+
+def non_finite_rows(values: np.ndarray) -> np.ndarray:
+    """Row numbers where a float output array (predictions or probabilities) is NaN or infinite."""
+    if values.dtype.kind not in "fc":
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
 
 
 def read_student_metadata(path, *, key=None, key_file=None) -> dict:

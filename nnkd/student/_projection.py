@@ -90,7 +90,7 @@ class ProjectionStudent(PrototypeEvidence):
         """Rows mapped to the prototypes' space, ndarray of shape (n_queries, n_dims), float32."""
         return np.ascontiguousarray(self.check_input(X) @ self.projection.T, dtype=np.float32)
 
-    def predict_proba(self, X) -> np.ndarray:
+    def _proba(self, X) -> np.ndarray:
         Z = self.transform(X).astype(np.float64)
         P = self.prototypes.astype(np.float64)
         d2 = np.maximum((Z * Z).sum(1)[:, None] - 2 * Z @ P.T + (P * P).sum(1)[None], 0.0)

@@ -293,7 +293,7 @@ class PrototypeStudent(_SearchedPrototypes):
     def size_bytes(self) -> int:
         return DTYPES[self.dtype] * int(self.prototypes.size + self.label_vectors.size)
 
-    def predict_proba(self, X) -> np.ndarray:
+    def _proba(self, X) -> np.ndarray:
         """Kernel-weighted mean of the neighbours' class distributions, ndarray of shape
         (n_queries, n_classes), float64."""
         w, ind = self._weights(X)
@@ -348,7 +348,7 @@ class PrototypeRegressor(_SearchedPrototypes):
     def size_bytes(self) -> int:
         return DTYPES[self.dtype] * int(self.prototypes.size) + 8 * int(self.targets.size)
 
-    def predict_with_proba(self, X) -> tuple[np.ndarray, None]:
+    def _outputs(self, X) -> tuple[np.ndarray, None]:
         w, ind = self._weights(X)
         return weighted_mean(w, ind, self.targets), None
 
@@ -361,9 +361,6 @@ class PrototypeRegressor(_SearchedPrototypes):
         raise ValueError("this student is a regressor (kind 'knn_regressor'): it predicts values, not class "
                          "probabilities; ask for the prediction only.")
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Not defined for a regressor: raises ``ValueError`` (see :meth:`check_proba`)."""
-        self.check_proba()
 
     def _prototype_labels(self, j: int) -> dict:
         return {"target": self.targets[j].tolist()}

@@ -118,7 +118,7 @@ class TreeStudent(Student):
             mu = np.stack((mu * (1.0 - right), mu * right), axis=2).reshape(Z.shape[0], -1)
         return mu
 
-    def predict_proba(self, X) -> np.ndarray:
+    def _proba(self, X) -> np.ndarray:
         mu = self.route(X)
         leaves = self.leaf_distributions.astype(np.float64)
         if self.inference == "max_path":
