@@ -59,7 +59,7 @@ def _predict_cli(args) -> None:
 
     _summary(predict_file(args.student_dir, args.data, args.out, proba=args.proba, label=args.label,
                           features=args.features, teacher=args.teacher, embedding=args.embedding,
-                          key_file=args.key_file))
+                          key_file=args.key_file, trust_native=True if args.trust_native else None))
 
 
 def _max_prototypes(text: str):
@@ -129,6 +129,7 @@ def _add_user_data_parsers(sub) -> None:
     p.add_argument("--teacher", default=None, metavar="MODEL.pt", help="for students that take teacher embeddings")
     p.add_argument("--embedding", default=None, metavar="LAYER", help="the teacher's embedding layer")
     p.add_argument("--key-file", default=None, help="verify the student's signature with this key")
+    p.add_argument("--trust-native", action="store_true", help="load an unsigned FAISS/NMSLIB index (files you wrote)")
     p.set_defaults(func=_predict_cli)
 
 
@@ -248,7 +249,8 @@ def _serve_cli(args) -> None:
     run_server(args.student_dir, host=args.host, port=args.port, slo_ms=args.slo_ms, workers=args.workers,
                max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, max_body_bytes=args.max_body_bytes,
                max_instances=args.max_instances, max_queue_rows=args.max_queue_rows, log_level=args.log_level,
-               key_file=args.key_file, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout)
+               key_file=args.key_file, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+               trust_native=True if args.trust_native else None)
 
 
 def _loadtest_cli(args) -> None:
@@ -290,6 +292,8 @@ def _add_serve_parsers(sub) -> None:
                    help="rows waiting for a batch beyond which requests get 503 (default 100000)")
     p.add_argument("--key-file", default=None, help="verify the student's HMAC signature with this key (else "
                    "NNKD_ARTIFACT_KEY, if set); unsigned students are then refused")
+    p.add_argument("--trust-native", action="store_true", help="load an unsigned FAISS/NMSLIB index saved with the "
+                   "student (only for files you wrote: their parsers do not check them)")
     p.add_argument("--header-timeout", type=_positive(float), default=10.0,
                    help="seconds a connection may take to send request headers")
     p.add_argument("--body-timeout", type=_positive(float), default=10.0,

@@ -166,7 +166,8 @@ def distill_file(data, teacher, out, *, embedding: str | None = None, space: str
 
 
 def predict_file(student_dir, data, out, *, proba: bool = False, label: str | None = None,
-                 features: str | None = None, teacher=None, embedding: str | None = None, key_file=None) -> dict:
+                 features: str | None = None, teacher=None, embedding: str | None = None, key_file=None,
+                 trust_native: bool | None = None) -> dict:
     """Predict every row of a data file with a saved student; write ``out`` (``.npy`` or ``.csv``).
 
     ``label`` names a column to leave out of the features (it is not used). A student that
@@ -181,7 +182,7 @@ def predict_file(student_dir, data, out, *, proba: bool = False, label: str | No
     out = Path(out)
     if out.suffix.lower() not in (".npy", ".csv"):
         raise ValueError(f"--out {out}: write predictions to a .npy or .csv file.")
-    student = load_student(student_dir, key_file=key_file)
+    student = load_student(student_dir, key_file=key_file, trust_native=trust_native)
     if proba:
         student.check_proba()
     d = read_data(data, label=label, features=features)

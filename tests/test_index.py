@@ -113,7 +113,10 @@ def test_save_load_round_trip(mixture, tmp_path, spec):
     path = index.save(tmp_path / "idx")
     meta = json.loads((path / "index.json").read_text())
     assert (meta["backend"], meta["n"], meta["dim"], meta["metric"]) == (spec.split(":")[0], 2000, 16, "euclidean")
-    loaded = load_index(path)
+    if spec != "exact":
+        with pytest.raises(ValueError, match="unsigned .* native index"):
+            load_index(path)
+    loaded = load_index(path, trust_native=True)
     assert (len(loaded), loaded.dim, loaded.spec, loaded.query_params) == (2000, 16, spec, index.query_params)
     d1, i1 = index.query(Q, K)
     d2, i2 = loaded.query(Q, K)

@@ -134,7 +134,9 @@ def test_approximate_index_is_saved_with_the_student(tmp_path):
     est = KernelKNNClassifier(n_neighbors=3, index="faiss:HNSW16", index_params={"efSearch": 16}).fit(X_tr, y_tr)
     directory = est.to_student().save(tmp_path / "s")
     assert (directory / "index" / "index.json").is_file()
-    assert_array_equal(load_student(directory).predict(X_te), est.predict(X_te))
+    with pytest.raises(ValueError, match="unsigned faiss native index"):
+        load_student(directory)
+    assert_array_equal(load_student(directory, trust_native=True).predict(X_te), est.predict(X_te))
 
 
 def test_float16_distilled_student_searches_its_rounded_prototypes(wine_teacher):

@@ -208,10 +208,11 @@ def _check_relative(directory: Path, name) -> Path:
     return path
 
 
-def read_manifest(directory, what: str, *, key=None, key_file=None) -> dict | None:
+def read_manifest(directory, what: str, *, key=None, key_file=None) -> tuple[dict | None, bool]:
     """Verify ``directory/manifest.json``: signature (when a key is configured), then every
-    listed file's path, size and SHA-256. Returns the ``files`` mapping, or ``None`` for a
-    format-1 artifact (no manifest; refused when a key is configured)."""
+    listed file's path, size and SHA-256. Returns the ``files`` mapping (``None`` for a
+    format-1 artifact, which has no manifest and is refused when a key is configured) and
+    whether the signature was verified with a key."""
     directory = Path(directory)
     if directory.is_symlink() or not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a directory; is it a saved nnkd {what}?")
@@ -221,7 +222,7 @@ def read_manifest(directory, what: str, *, key=None, key_file=None) -> dict | No
         if secret is not None:
             raise ValueError(f"{directory} is unsigned (an nnkd format-1 {what}, without a manifest) and a key is "
                              f"configured; re-save it with this nnkd and the key.")
-        return None
+        return None, False
     manifest = _read_json(path, what)
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{path} is not an nnkd manifest (format {manifest.get('format')!r}).")
@@ -257,7 +258,7 @@ def read_manifest(directory, what: str, *, key=None, key_file=None) -> dict | No
             raise ValueError(f"{directory} holds more than {limit} bytes (NNKD_MAX_ARTIFACT_BYTES); refusing to read it.")
         if not hmac.compare_digest(sha256_file(file), digest):
             raise ValueError(f"checksum mismatch for {file}: the file was modified or corrupted after saving.")
-    return files
+    return files, secret is not None
 
 
 def read_metadata(directory, name: str, fmt: str, versions: tuple[int, ...], what: str, *, key=None,
@@ -265,7 +266,8 @@ def read_metadata(directory, name: str, fmt: str, versions: tuple[int, ...], wha
     """The verified metadata JSON ``directory/name`` of an artifact (see :func:`read_manifest`).
 
     Format-1 artifacts carry their checksums in the metadata (``"files"``); they are checked
-    the same way. Returns the metadata with ``"files"`` set to every verified file.
+    the same way. Returns the metadata with ``"files"`` set to every verified file and
+    ``"signed"`` to whether a key verified its signature.
 
     Raises
     ------
@@ -275,7 +277,7 @@ def read_metadata(directory, name: str, fmt: str, versions: tuple[int, ...], wha
         Anything else wrong: signature, paths, sizes, checksums, format or version.
     """
     directory = Path(directory)
-    files = read_manifest(directory, what, key=key, key_file=key_file)
+    files, signed = read_manifest(directory, what, key=key, key_file=key_file)
     meta_path = directory / name
     if files is not None and name not in files:
         raise ValueError(f"{directory / MANIFEST_FILE} does not cover {name}.")
@@ -301,7 +303,15 @@ def read_metadata(directory, name: str, fmt: str, versions: tuple[int, ...], wha
         files = {**legacy, name: sha256_file(meta_path)}
     elif ver == 1:
         raise ValueError(f"{meta_path}: format_version 1 metadata inside a format-2 manifest.")
-    return {**meta, "files": files}
+    return {**meta, "files": files, "signed": signed}
+
+
+def trust_native_files(trust: bool | None) -> bool:
+    """Whether unsigned native index files may be parsed: ``trust``, else the
+    ``NNKD_TRUST_NATIVE=1`` environment variable."""
+    if trust is not None:
+        return bool(trust)
+    return os.environ.get("NNKD_TRUST_NATIVE", "") == "1"
 
 
 _NPY_DTYPES = {"float": (np.float16, np.float32, np.float64), "int": (np.int64, np.int32)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnkd._core.artifacts import json_snippet, read_metadata, scalars_param
+from nnkd._core.artifacts import json_snippet, read_metadata, scalars_param, trust_native_files
 from nnkd.index._base import FORMAT, INDEX_METRICS, METADATA_FILE, READ_VERSIONS, Index
 from nnkd.index._exact import ExactIndex
 from nnkd.index._faiss import FaissIndex
@@ -64,14 +64,16 @@ def make_index(spec: str = "exact", metric: str = "euclidean", *, n_jobs=None, *
     return BACKENDS[backend](method, metric=metric, n_jobs=n_jobs, **params)
 
 
-def load_index(path, *, n_jobs=None, key=None, key_file=None) -> Index:
+def load_index(path, *, n_jobs=None, key=None, key_file=None, trust_native: bool | None = None) -> Index:
     """Load an index written by :meth:`Index.save`.
 
     Checks the signature (when a key is configured: ``key``, ``key_file`` or
     ``NNKD_ARTIFACT_KEY``; unsigned indexes are then refused) and the SHA-256 of every file,
     then the metadata's schema, before the backend's native parser reads anything. Nothing is
-    unpickled. FAISS and NMSLIB parse their files in C++ without checks of their own: load a
-    native index from a source you do not trust only when it is signed with your key.
+    unpickled. FAISS and NMSLIB parse their files in C++ without checks of their own, and a
+    modified file can crash the process: their indexes load only when signed and verified
+    with your key, or when you vouch for the files (``trust_native=True``, or
+    ``NNKD_TRUST_NATIVE=1``) because you wrote them yourself.
 
     Parameters
     ----------
@@ -81,6 +83,8 @@ def load_index(path, *, n_jobs=None, key=None, key_file=None) -> Index:
         Threads for queries on the loaded index.
     key : str or bytes, default=None
     key_file : path, default=None
+    trust_native : bool, default=None
+        Parse an unsigned FAISS/NMSLIB native file (default: ``NNKD_TRUST_NATIVE=1``).
 
     Returns
     -------
@@ -110,6 +114,11 @@ def load_index(path, *, n_jobs=None, key=None, key_file=None) -> Index:
     for name, (check, what) in checks.items():
         if not check(meta.get(name)):
             raise ValueError(f"{meta_path}: {name!r} must be {what}; got {json_snippet(meta.get(name))}.")
+    if backend != "exact" and not meta["signed"] and not trust_native_files(trust_native):
+        raise ValueError(f"{directory} holds an unsigned {backend} native index, which {backend} parses without "
+                         "checks (a modified file can crash the process): sign artifacts with a key "
+                         "(NNKD_ARTIFACT_KEY or --key-file), or, for files you wrote yourself, pass "
+                         "trust_native=True (--trust-native, NNKD_TRUST_NATIVE=1).")
     index = BACKENDS[backend](meta["method"], metric=meta["metric"], n_jobs=n_jobs,
                               **{**meta["build_params"], **meta["query_params"]})
     index._dim, index._n = meta["dim"], meta["n"]

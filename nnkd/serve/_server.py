@@ -51,6 +51,7 @@ class PreparedServer:
     checksums: dict
     key_file: str | None = None
     body_timeout_s: float = 10.0
+    trust_native: bool | None = None
 
 
 def limit_threads() -> None:
@@ -74,7 +75,7 @@ def prepare_server(student_dir, *, slo_ms: float = 50.0, max_batch: int | None =
                    max_delay_ms: float | None = None, max_body_bytes: int | None = None,
                    max_instances: int | None = None, max_queue_rows: int | None = None,
                    profile_budget_s: float = 2.0, seed: int = 0, key_file=None,
-                   body_timeout_s: float = 10.0) -> tuple[Student, PreparedServer]:
+                   body_timeout_s: float = 10.0, trust_native: bool | None = None) -> tuple[Student, PreparedServer]:
     """Load and validate the student, profile its latency per batch size and plan batching.
 
     Parameters
@@ -98,6 +99,9 @@ def prepare_server(student_dir, *, slo_ms: float = 50.0, max_batch: int | None =
         with a key, unsigned or wrongly signed students are refused.
     body_timeout_s : float, default=10
         Seconds a client may take to send a request body.
+    trust_native : bool, default=None
+        Load an unsigned FAISS/NMSLIB index saved with the student (see
+        :func:`nnkd.index.load_index`).
 
     Returns
     -------
@@ -113,7 +117,7 @@ def prepare_server(student_dir, *, slo_ms: float = 50.0, max_batch: int | None =
     if max_delay_ms is not None and not max_delay_ms >= 0:
         raise ValueError(f"--max-delay-ms {max_delay_ms} must be >= 0.")
     directory = Path(student_dir)
-    student, checksums = _load_checked(directory, key_file)
+    student, checksums = _load_checked(directory, key_file, trust_native)
     defaults = ServeConfig(slo_s=slo_ms / 1e3)
     config = ServeConfig(slo_s=slo_ms / 1e3, max_body_bytes=max_body_bytes or defaults.max_body_bytes,
                          max_instances=max_instances or defaults.max_instances,
@@ -134,7 +138,7 @@ def prepare_server(student_dir, *, slo_ms: float = 50.0, max_batch: int | None =
                               profile=asdict(profile), slo_s=config.slo_s, max_body_bytes=config.max_body_bytes,
                               max_instances=config.max_instances, max_queue_rows=config.max_queue_rows,
                               checksums=checksums, key_file=None if key_file is None else str(Path(key_file).resolve()),
-                              body_timeout_s=body_timeout_s)
+                              body_timeout_s=body_timeout_s, trust_native=trust_native)
     return student, prepared
 
 
@@ -150,15 +154,15 @@ def build_app(student: Student, prepared: PreparedServer):
 
     def reload(path: str | None):
         directory = Path(path if path is not None else config.student_dir).resolve()
-        new, checksums = _load_checked(directory, prepared.key_file)
+        new, checksums = _load_checked(directory, prepared.key_file, prepared.trust_native)
         return new, str(directory), checksums
 
     return create_app(student, BatchPlan.from_dict(prepared.plan), config, profile=profile, reload=reload)
 
 
-def _load_checked(directory: Path, key_file) -> tuple[Student, dict]:
+def _load_checked(directory: Path, key_file, trust_native=None) -> tuple[Student, dict]:
     """The student in ``directory`` and its verified checksums (signature, format, schema)."""
-    student = load_student(directory, key_file=key_file)
+    student = load_student(directory, key_file=key_file, trust_native=trust_native)
     return student, read_student_metadata(directory, key_file=key_file)["files"]
 
 
@@ -179,7 +183,8 @@ def worker_app():
     log_to_stderr()
     limit_threads()
     prepared = PreparedServer(**json.loads(os.environ[_ENV_CONFIG]))
-    return build_app(load_student(prepared.student_dir, key_file=prepared.key_file), prepared)
+    return build_app(load_student(prepared.student_dir, key_file=prepared.key_file,
+                                  trust_native=prepared.trust_native), prepared)
 
 
 #: Seconds a connection may take to send a request's headers before it is closed.
@@ -271,7 +276,7 @@ def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms
                max_batch: int | None = None, max_delay_ms: float | None = None, max_body_bytes: int | None = None,
                max_instances: int | None = None, max_queue_rows: int | None = None,
                log_level: str = "info", key_file=None, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
-               body_timeout_s: float = 10.0) -> None:
+               body_timeout_s: float = 10.0, trust_native: bool | None = None) -> None:
     """Serve a student over HTTP until stopped: SIGTERM or SIGINT finish queued requests (exit
     status 0 after SIGTERM); SIGHUP or ``POST /admin/reload`` swap in the student re-saved at
     the same directory (or another, with ``{"path": ...}``) without failing a request, and
@@ -287,7 +292,7 @@ def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms
     workers : int, default=1
         uvicorn worker processes (each with its own batcher, same plan). With more than one,
         SIGHUP makes uvicorn restart the workers (each re-validates the student).
-    max_batch, max_delay_ms, max_body_bytes, max_instances, max_queue_rows, key_file, body_timeout_s
+    max_batch, max_delay_ms, max_body_bytes, max_instances, max_queue_rows, key_file, body_timeout_s, trust_native
         See :func:`prepare_server`.
     log_level : str, default="info"
     header_timeout_s : float, default=10
@@ -305,7 +310,7 @@ def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms
     student, prepared = prepare_server(student_dir, slo_ms=slo_ms, max_batch=max_batch, max_delay_ms=max_delay_ms,
                                        max_body_bytes=max_body_bytes, max_instances=max_instances,
                                        max_queue_rows=max_queue_rows, key_file=key_file,
-                                       body_timeout_s=body_timeout_s)
+                                       body_timeout_s=body_timeout_s, trust_native=trust_native)
     plan = BatchPlan.from_dict(prepared.plan)
     logger.info("student %s: kind=%s, %s, %d bytes", prepared.student_dir, student.kind, student.expects(),
                 student.size_bytes)

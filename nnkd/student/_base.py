@@ -354,7 +354,7 @@ def read_student_metadata(path, *, key=None, key_file=None) -> dict:
     return read_metadata(Path(path), METADATA_FILE, FORMAT, READ_VERSIONS, "student", key=key, key_file=key_file)
 
 
-def load_student(path, *, key=None, key_file=None) -> Student:
+def load_student(path, *, key=None, key_file=None, trust_native: bool | None = None) -> Student:
     """Load a student written by :meth:`Student.save`.
 
     Checks the signature (when a key is configured: ``key``, ``key_file`` or
@@ -368,6 +368,9 @@ def load_student(path, *, key=None, key_file=None) -> Student:
         The student directory.
     key : str or bytes, default=None
     key_file : path, default=None
+    trust_native : bool, default=None
+        Load an unsigned FAISS/NMSLIB index saved with the student (see
+        :func:`nnkd.index.load_index`; default: ``NNKD_TRUST_NATIVE=1``).
 
     Returns
     -------
@@ -403,4 +406,5 @@ def load_student(path, *, key=None, key_file=None) -> Student:
     shapes = check_shapes(meta["shapes"], cls.ARRAYS, str(meta_path))
     arrays = read_npz(directory / ARRAYS_FILE, {k: (cls.ARRAYS[k], shape) for k, shape in shapes.items()})
     common = {"classes": classes, "dtype": meta.get("dtype", "float32"), "bound": bound, "meta": meta.get("meta") or {}}
-    return cls._from_saved(meta, arrays, common, directory, {"key": key, "key_file": key_file})
+    return cls._from_saved(meta, arrays, common, directory,
+                           {"key": key, "key_file": key_file, "trust_native": trust_native})
