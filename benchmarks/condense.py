@@ -14,7 +14,7 @@ For every dataset one run measures, on a fixed train/test split:
 It also reports the cold first-call time of every method (a fresh interpreter, once with an
 empty Numba cache, i.e. JIT compilation included, and once with the on-disk cache), a "KSU
 scaling" section (letter with ``max_prototypes=0.2``; a 100,000 x 64 Gaussian mixture with
-``max_prototypes=5000``; ``greedy_permutation`` alone with the C and the Numba backends) and
+``max_prototypes=5000``; ``greedy_permutation`` alone) and
 the speed ratio of nnkd's Hart against imbalanced-learn's CNN on letter.
 
 Results go to ``benchmarks/results/condense.json`` (rows plus a ``meta`` dict) and
@@ -232,26 +232,19 @@ def bench_cold(data_dir: Path, threads: int, warm_rows: list[dict[str, Any]]) ->
 
 def bench_greedy(name: str, X: np.ndarray, y: np.ndarray, max_prototypes: int | float,
                  repeats: int) -> list[dict[str, Any]]:
-    """``greedy_permutation`` alone (with labels, as KSU calls it), C versus Numba backend."""
-    rows = []
-    for backend in ("c", "numba"):
-        log(f"  greedy_permutation backend={backend}")
-        base = {"section": "scaling", "dataset": name, "n_train": int(X.shape[0]),
-                "n_features": int(X.shape[1]), "library": "nnkd",
-                "method": f"greedy_permutation (backend={backend})",
-                "params": {"max_prototypes": max_prototypes, "backend": backend, "labels": True}}
-        try:
-            small = slice(0, min(WARMUP_ROWS, X.shape[0]))
-            timing = time_call(
-                lambda: greedy_permutation(X, max_prototypes=max_prototypes, labels=y, backend=backend),
-                repeats=repeats,
-                warmup=lambda: greedy_permutation(X[small], max_prototypes=10, labels=y[small],
-                                                  backend=backend))
-            rows.append({**base, "status": "ok", "n_kept": int(timing.result.order.size),
-                         "fit_s_median": timing.median, "fit_s_all": timing.times})
-        except Exception as exc:  # noqa: BLE001
-            rows.append(error_row(base, exc))
-    return rows
+    """``greedy_permutation`` alone (with labels, as KSU calls it), the C core."""
+    log("  greedy_permutation")
+    base = {"section": "scaling", "dataset": name, "n_train": int(X.shape[0]), "n_features": int(X.shape[1]),
+            "library": "nnkd", "method": "greedy_permutation (C)",
+            "params": {"max_prototypes": max_prototypes, "labels": True}}
+    try:
+        small = slice(0, min(WARMUP_ROWS, X.shape[0]))
+        timing = time_call(lambda: greedy_permutation(X, max_prototypes=max_prototypes, labels=y), repeats=repeats,
+                           warmup=lambda: greedy_permutation(X[small], max_prototypes=10, labels=y[small]))
+        return [{**base, "status": "ok", "n_kept": int(timing.result.order.size),
+                 "fit_s_median": timing.median, "fit_s_all": timing.times}]
+    except Exception as exc:  # noqa: BLE001
+        return [error_row(base, exc)]
 
 
 def bench_ksu_scaling(name: str, X: np.ndarray, y: np.ndarray, max_prototypes: int | float,
