@@ -327,7 +327,7 @@ def interrupted_saves(students: dict, rng, n_kill: int, tmp: Path) -> dict:
         subprocess.run([sys.executable, "-c", code, str(fail_at)], capture_output=True, env=env, check=False)
         check("injected OSError", 50)
     leftovers = [p.name for p in tmp.iterdir() if p.name.startswith(".victim.")]
-    counts["temporary directories left behind (killed saves)"] = len(leftovers)
+    counts["temporary directories of killed saves left after the next save"] = len(leftovers)
     return {"interrupted saves": counts}
 
 

@@ -456,6 +456,29 @@ def _replace_directory(new: Path, target: Path) -> None:
     _fsync(target.parent)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                      # someone else's process: alive
+        return True
+    return True
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove the temporary directories of saves to ``target`` whose process has died (a
+    ``kill -9`` mid-save leaves one behind; its name carries the writer's pid)."""
+    prefix = f".{target.name}."
+    for entry in target.parent.iterdir():
+        rest = entry.name[len(prefix):]
+        if not entry.name.startswith(prefix) or not rest.endswith(".tmp") or entry.is_symlink():
+            continue
+        pid = rest.split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def write_artifact(target, write_files: Callable[[Path], None], what: str, metadata_name: str, *, key=None,
                    key_file=None) -> Path:
     """Write an artifact atomically: ``write_files(tmp)`` fills a fresh temporary directory
@@ -480,7 +503,8 @@ def write_artifact(target, write_files: Callable[[Path], None], what: str, metad
             raise ValueError(f"{target} is a non-empty directory that is not an nnkd {what}; refusing to replace it.")
     secret = resolve_key(key, key_file)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    _remove_stale_temporaries(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
     try:
         write_files(tmp)
         files = {name: sha256_file(tmp / name) for name in _walk_files(tmp)}
