@@ -287,7 +287,11 @@ def test_serve_prints_one_line_for_a_bad_artifact(saved, capsys):
 
 
 # -- fuzzing the loader -------------------------------------------------------------------------------------
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+#: NNKD_FUZZ_EXAMPLES=5000 for a long local run; the suite keeps it to seconds.
+FUZZ_EXAMPLES = int(os.environ.get("NNKD_FUZZ_EXAMPLES", "60"))
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_artifacts_load_or_raise_a_clear_error(tmp_path_factory, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 3)))
@@ -310,7 +314,7 @@ def test_fuzzed_artifacts_load_or_raise_a_clear_error(tmp_path_factory, data):
     loaded.predict(loaded.example_inputs(3, rng))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=4 * FUZZ_EXAMPLES, deadline=None)
 @given(st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
 def test_fuzzed_request_bodies_are_4xx_or_parse(body):
     from nnkd.serve._requests import RequestError, decode_json, parse_instances
