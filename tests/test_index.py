@@ -215,3 +215,60 @@ def test_import_index_does_not_load_faiss_or_nmslib():
     code = "import nnkd.index, sys; print('faiss' in sys.modules, 'nmslib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def _brute_force(Q, X, k, metric):
+    """float64 NumPy brute force, ties by row number."""
+    Q64, X64 = Q.astype(np.float64), X.astype(np.float64)
+    if metric == "inner_product":
+        D = -Q64 @ X64.T
+    else:
+        D = ((Q64[:, None, :] - X64[None]) ** 2).sum(-1)
+    order = np.lexsort((np.broadcast_to(np.arange(len(X)), D.shape), D), axis=1)[:, :k]
+    return np.take_along_axis(D, order, 1), order
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "inner_product"])
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_exact_search_equals_a_float64_brute_force_ties_included(metric, n_jobs):
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data.astype(np.float32)               # integer pixels: many exact ties
+    X = np.vstack([X, X[:50]])                              # and exact duplicates
+    base, Q = X[:1500], X[1500:]
+    for k in (1, 10, 40):
+        dist, ind = make_index("exact", metric, n_jobs=n_jobs).fit(base).query(Q, k)
+        ref_d, ref_i = _brute_force(Q, base, k, metric)
+        assert_array_equal(ind, ref_i, err_msg=f"{metric} k={k} n_jobs={n_jobs}")
+        expected = np.sqrt(ref_d) if metric == "euclidean" else ref_d
+        assert_allclose(dist, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_exact_search_on_ties_falls_back_and_stays_exact(rng, monkeypatch):
+    # 100 copies of one row: a pool of 2k + 8 cannot prove which copies are the k nearest,
+    # so those queries go to the float64 path, which orders the copies by row number.
+    from nnkd._core import distances
+
+    calls = []
+    real = distances._exact_knn_float64
+    monkeypatch.setattr(distances, "_exact_knn_float64", lambda Q, *a: calls.append(len(Q)) or real(Q, *a))
+    X = rng.normal(size=(2000, 16)).astype(np.float32)
+    X[rng.choice(2000, 100, replace=False)] = X[7]
+    Q = np.vstack([X[7] + 1e-3, rng.normal(size=(299, 16))]).astype(np.float32)
+    dist, ind = make_index("exact", n_jobs=2).fit(X).query(Q, 5)
+    ref_d, ref_i = _brute_force(Q, X, 5, "euclidean")
+    assert calls and calls[0] >= 1
+    assert_array_equal(ind, ref_i)
+    assert_allclose(dist, np.sqrt(ref_d), rtol=1e-6)
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.integers(1, 3), st.integers(0, 2**31 - 1))
+def test_exact_search_is_the_same_at_every_thread_count(n_jobs, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(700, 12)).astype(np.float32)
+    Q = rng.normal(size=(600, 12)).astype(np.float32)
+    one = make_index("exact", n_jobs=1).fit(X).query(Q, 7)
+    many = make_index("exact", n_jobs=n_jobs).fit(X).query(Q, 7)
+    assert_array_equal(one[1], many[1])
+    assert_array_equal(one[0], many[0])

@@ -1,26 +1,28 @@
 """Exact k nearest neighbours, the reference every index backend is tested against.
 
-Inner-product metrics (squared euclidean, inner product) run as blocked float64 GEMM
-followed by a parallel top-k selection; manhattan and chebyshev, which have no GEMM form,
-run as a vectorised Numba scan. Squared euclidean distances of the selected neighbours are
-recomputed from coordinate differences, so close pairs do not suffer the cancellation of
-``|x|^2 - 2 x.q + |q|^2``.
+Inner-product metrics (squared euclidean, inner product) screen candidates with a blocked
+float32 GEMM and a proven bound on its rounding error, then recompute the candidates'
+distances exactly in float64 (squared euclidean from coordinate differences, so close pairs
+do not suffer the cancellation of ``|x|^2 - 2 x.q + |q|^2``); manhattan and chebyshev, which
+have no GEMM form, run as a vectorised Numba scan.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
 from nnkd._core.metrics import CHEBYSHEV, EUCLIDEAN, MANHATTAN
 from nnkd._core.nearest import rank_distance
-from nnkd._core.threads import kernel_threads
+from nnkd._core.threads import kernel_threads, n_threads
 
 #: Kernel code for the negated inner product (not a metric the C core knows).
 NEG_INNER = 3
 
-# 512 x 8192 float64 = 32 MiB per GEMM block: large enough for BLAS to run near peak,
-# small enough to stay out of swap with many threads.
+# 512 x 8192 products per GEMM block (16 MiB in float32): large enough for BLAS to run near
+# peak, small enough to stay in memory with many threads.
 _QUERY_BLOCK = 512
 _BASE_BLOCK = 8192
 _MIN_PARALLEL_QUERIES = 256
@@ -88,9 +90,108 @@ def _refine_sqeuclidean(Q, X, top_d, top_i):
             ti[p] = j
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _push_bounds(lb, ub, j, pool_lb, pool_ub, pool_i):
+    """Insert ``(lb, ub, j)`` into a row of the pool kept ascending by lower bound."""
+    size = pool_lb.shape[0]
+    if not lb < pool_lb[size - 1]:
+        return
+    p = size - 1
+    while p > 0 and pool_lb[p - 1] > lb:
+        pool_lb[p] = pool_lb[p - 1]
+        pool_ub[p] = pool_ub[p - 1]
+        pool_i[p] = pool_i[p - 1]
+        p -= 1
+    pool_lb[p] = lb
+    pool_ub[p] = ub
+    pool_i[p] = j
+
+
+# Serial kernels: exact_knn runs them on several Python threads at once (nogil), one query
+# chunk each, with single-threaded BLAS, so no thread pool waits on another between the GEMM
+# and the selection (numba's parallel kernels may not run concurrently from two threads).
+@numba.njit(cache=True, nogil=True)
+def _pool_block(G, col_add, col_norm, q_add, q_norm, scale, gamma, offset, pool_lb, pool_ub, pool_i):
+    """For each query row: keep the pool of candidates with the smallest lower bounds of
+    ``col_add[j] + q_add[i] + scale * x_j.q_i``, where ``G`` holds the float32 products and
+    ``gamma * |x_j| |q_i|`` bounds their rounding error."""
+    for i in range(G.shape[0]):
+        row, qa, qn = G[i], q_add[i], q_norm[i]
+        lb_row, ub_row, i_row = pool_lb[i], pool_ub[i], pool_i[i]
+        for j in range(row.shape[0]):
+            approx = col_add[j] + qa + scale * np.float64(row[j])
+            err = gamma * col_norm[j] * qn
+            _push_bounds(approx - err, approx + err, offset + j, lb_row, ub_row, i_row)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rerank_pool(Q, X, metric, pool_lb, pool_ub, pool_i, top_d, top_i, undecided):
+    """Exact float64 distances of each row's pool, the k smallest (ties by row number) into
+    ``top_d``/``top_i``. A row whose pool cannot be proved to hold its true k nearest (the
+    largest lower bound kept does not exceed the k-th smallest upper bound) is flagged."""
+    k = top_d.shape[1]
+    size = pool_i.shape[1]
+    for i in range(Q.shape[0]):
+        if pool_i[i, size - 1] >= 0:                     # full pool: are outsiders provably out?
+            ubs = np.sort(pool_ub[i])
+            if not pool_lb[i, size - 1] > ubs[k - 1]:
+                undecided[i] = True
+                continue
+        d = np.empty(size)
+        for c in range(size):
+            j = pool_i[i, c]
+            if j < 0:
+                d[c] = np.inf
+            elif metric == EUCLIDEAN:
+                d[c] = rank_distance(Q[i], X[j], EUCLIDEAN)
+            else:
+                s = 0.0
+                for f in range(Q.shape[1]):
+                    s += np.float64(Q[i, f]) * np.float64(X[j, f])
+                d[c] = -s
+        td, ti = top_d[i], top_i[i]
+        for c in range(size):                            # ascending (distance, row number)
+            dc, jc = d[c], pool_i[i, c]
+            if jc < 0 or dc > td[k - 1] or (dc == td[k - 1] and ti[k - 1] >= 0 and jc > ti[k - 1]):
+                continue
+            p = k - 1
+            while p > 0 and (td[p - 1] > dc or (td[p - 1] == dc and ti[p - 1] > jc)):
+                td[p] = td[p - 1]
+                ti[p] = ti[p - 1]
+                p -= 1
+            td[p] = dc
+            ti[p] = jc
+
+
+def _exact_knn_float64(Q, X, k, metric, X_sqnorm):
+    """The float64 GEMM path (rows the float32 screen could not decide)."""
+    m, n = Q.shape[0], X.shape[0]
+    top_d = np.full((m, k), np.inf)
+    top_i = np.full((m, k), -1, dtype=np.int64)
+    col_add, scale = (X_sqnorm, -2.0) if metric == EUCLIDEAN else (np.zeros(n), -1.0)
+    for b in range(0, n, _BASE_BLOCK):
+        Xb = X[b:b + _BASE_BLOCK].astype(np.float64)
+        add = np.ascontiguousarray(col_add[b:b + _BASE_BLOCK])
+        for a in range(0, m, _QUERY_BLOCK):
+            G = Q[a:a + _QUERY_BLOCK].astype(np.float64) @ Xb.T
+            _select_block(G, add, scale, b, top_d[a:a + _QUERY_BLOCK], top_i[a:a + _QUERY_BLOCK])
+    if metric == EUCLIDEAN:
+        _refine_sqeuclidean(Q, X, top_d, top_i)
+    return top_d, top_i
+
+
 def exact_knn(Q: np.ndarray, X: np.ndarray, k: int, metric: int, n_jobs=None,
-              X_sqnorm: np.ndarray | None = None, X64: np.ndarray | None = None):
+              X_sqnorm: np.ndarray | None = None, X_norm: np.ndarray | None = None):
     """The ``k`` nearest rows of ``X`` for every row of ``Q``, exactly.
+
+    Squared euclidean and inner-product search screen candidates with a float32 GEMM (BLAS
+    SGEMM, the fastest kernel the machine has) and a rigorous bound on its rounding error,
+    ``|fl(x.q) - x.q| <= gamma_d |x| |q|`` with ``gamma_d = d u / (1 - d u)``: each query keeps
+    the ``2k + 8`` rows of smallest lower bound, and their distances are recomputed exactly in
+    float64. When the largest lower bound kept exceeds the k-th smallest upper bound, no row
+    left out can be among the k nearest, so the result equals a float64 brute force, ties
+    ordered by row number; a query where that does not hold (many near-ties) is answered by
+    the float64 GEMM path instead.
 
     Parameters
     ----------
@@ -101,10 +202,9 @@ def exact_knn(Q: np.ndarray, X: np.ndarray, k: int, metric: int, n_jobs=None,
         ``EUCLIDEAN`` (returns squared distances), ``MANHATTAN``, ``CHEBYSHEV`` or
         ``NEG_INNER`` (returns ``-x.q``).
     X_sqnorm : ndarray of shape (len(X),), dtype=float64, optional
-        Cached squared norms of ``X`` for ``EUCLIDEAN``.
-    X64 : ndarray, optional
-        Cached float64 copy of ``X`` (spares converting it at every call: small query
-        batches are otherwise dominated by that conversion).
+        Cached squared norms of ``X``.
+    X_norm : ndarray of shape (len(X),), dtype=float64, optional
+        Cached norms of ``X`` (for the error bound).
 
     Returns
     -------
@@ -113,26 +213,55 @@ def exact_knn(Q: np.ndarray, X: np.ndarray, k: int, metric: int, n_jobs=None,
     ind : ndarray of shape (len(Q), k), dtype=int64
     """
     m, n = Q.shape[0], X.shape[0]
-    top_d = np.full((m, k), np.inf)
-    top_i = np.full((m, k), -1, dtype=np.int64)
     # A few queries cannot feed several threads; waking BLAS and Numba pools for them costs
     # milliseconds (measured: 0.45 ms -> 8.8 ms for one query on 2 threads).
-    with kernel_threads(n_jobs if m >= _MIN_PARALLEL_QUERIES else 1, blas=True):
-        if metric in (MANHATTAN, CHEBYSHEV):
+    threads = n_threads(n_jobs) if m >= _MIN_PARALLEL_QUERIES else 1
+    if metric in (MANHATTAN, CHEBYSHEV):
+        top_d = np.full((m, k), np.inf)
+        top_i = np.full((m, k), -1, dtype=np.int64)
+        with kernel_threads(threads):
             _knn_scan(Q, X, metric, top_d, top_i)
-            return top_d, top_i
-        if metric == EUCLIDEAN:
-            if X_sqnorm is None:
-                X_sqnorm = np.einsum("ij,ij->i", X, X, dtype=np.float64)
-            col_add, scale = X_sqnorm, -2.0
-        else:
-            col_add, scale = np.zeros(n), -1.0
+        return top_d, top_i
+    if X_sqnorm is None:
+        X_sqnorm = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    if X_norm is None:
+        X_norm = np.sqrt(X_sqnorm)
+    q_sqnorm = np.einsum("ij,ij->i", Q, Q, dtype=np.float64)
+    q_norm = np.sqrt(q_sqnorm)
+    d = Q.shape[1]
+    u = float(np.finfo(np.float32).eps) / 2
+    # x.q in float32 is off by at most gamma_d |x||q|; it enters the squared distance twice.
+    gamma = (2.0 if metric == EUCLIDEAN else 1.0) * (d * u / (1 - d * u)) * (1 + 1e-6) + 1e-15
+    if metric == EUCLIDEAN:
+        col_add, q_add, scale = X_sqnorm, q_sqnorm, -2.0
+    else:
+        col_add, q_add, scale = np.zeros(n), np.zeros(m), -1.0
+    size = min(n, 2 * k + 8)
+    top_d = np.full((m, k), np.inf)
+    top_i = np.full((m, k), -1, dtype=np.int64)
+    undecided = np.zeros(m, dtype=np.bool_)
+
+    def screen(a: int) -> None:
+        rows = slice(a, a + _QUERY_BLOCK)
+        pool_lb = np.full((Q[rows].shape[0], size), np.inf)
+        pool_ub = np.full_like(pool_lb, np.inf)
+        pool_i = np.full(pool_lb.shape, -1, dtype=np.int64)
         for b in range(0, n, _BASE_BLOCK):
-            Xb = X64[b:b + _BASE_BLOCK] if X64 is not None else X[b:b + _BASE_BLOCK].astype(np.float64)
-            add = np.ascontiguousarray(col_add[b:b + _BASE_BLOCK])
-            for a in range(0, m, _QUERY_BLOCK):
-                G = Q[a:a + _QUERY_BLOCK].astype(np.float64) @ Xb.T
-                _select_block(G, add, scale, b, top_d[a:a + _QUERY_BLOCK], top_i[a:a + _QUERY_BLOCK])
-        if metric == EUCLIDEAN:
-            _refine_sqeuclidean(Q, X, top_d, top_i)
+            G = Q[rows] @ X[b:b + _BASE_BLOCK].T                       # float32 SGEMM, one thread
+            _pool_block(G, col_add[b:b + _BASE_BLOCK], X_norm[b:b + _BASE_BLOCK], q_add[rows], q_norm[rows],
+                        scale, gamma, b, pool_lb, pool_ub, pool_i)
+        _rerank_pool(Q[rows], X, metric, pool_lb, pool_ub, pool_i, top_d[rows], top_i[rows], undecided[rows])
+
+    starts = range(0, m, _QUERY_BLOCK)
+    with kernel_threads(1):                      # one BLAS thread per query chunk
+        if threads == 1 or len(starts) == 1:
+            for a in starts:
+                screen(a)
+        else:
+            with ThreadPoolExecutor(min(threads, len(starts))) as pool:
+                list(pool.map(screen, starts))
+    if undecided.any():
+        rows = np.flatnonzero(undecided)
+        with kernel_threads(threads, blas=True):
+            top_d[rows], top_i[rows] = _exact_knn_float64(np.ascontiguousarray(Q[rows]), X, k, metric, X_sqnorm)
     return top_d, top_i

@@ -14,30 +14,28 @@ from nnkd.index._base import Index
 _KERNEL_METRIC = {"euclidean": EUCLIDEAN, "sqeuclidean": EUCLIDEAN, "manhattan": MANHATTAN,
                   "chebyshev": CHEBYSHEV, "cosine": NEG_INNER, "inner_product": NEG_INNER}
 _ARRAYS = "arrays.npz"
-# Keep a float64 copy of the rows for GEMM up to this many values (256 MiB).
-_X64_MAX_VALUES = 1 << 25
 
 
 class ExactIndex(Index):
-    """Exact k-NN: blocked float64 GEMM (euclidean, cosine, inner product) or a vectorised
-    Numba scan (manhattan, chebyshev), parallel over ``n_jobs`` threads.
+    """Exact k-NN: a float32 GEMM screen with a proven error bound and float64 re-ranking
+    (euclidean, cosine, inner product; see :func:`nnkd._core.distances.exact_knn`) or a
+    vectorised Numba scan (manhattan, chebyshev), parallel over ``n_jobs`` threads.
 
     Ties in distance are ordered by row number, so results are deterministic.
     """
 
     backend = "exact"
     # Derived arrays are rebuilt from the saved rows when unpickling.
-    _NATIVE_ATTRS = ("_X", "_X64", "_sqnorm")
+    _NATIVE_ATTRS = ("_X", "_sqnorm", "_norm")
 
     def _build(self, X):
         self._X = X
         gemm = self.metric not in ("manhattan", "chebyshev")
-        self._X64 = X.astype(np.float64) if gemm and X.size <= _X64_MAX_VALUES else None
-        self._sqnorm = np.einsum("ij,ij->i", X, X, dtype=np.float64) if self.metric in (
-            "euclidean", "sqeuclidean") else None
+        self._sqnorm = np.einsum("ij,ij->i", X, X, dtype=np.float64) if gemm else None
+        self._norm = np.sqrt(self._sqnorm) if gemm else None
 
     def _search(self, Q, k):
-        dist, ind = exact_knn(Q, self._X, k, _KERNEL_METRIC[self.metric], self.n_jobs, self._sqnorm, self._X64)
+        dist, ind = exact_knn(Q, self._X, k, _KERNEL_METRIC[self.metric], self.n_jobs, self._sqnorm, self._norm)
         if self.metric == "euclidean":
             np.sqrt(dist, out=dist)
         elif self.metric == "cosine":
