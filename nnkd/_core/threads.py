@@ -24,22 +24,43 @@ def n_threads(n_jobs=None) -> int:
     return max(1, min(effective_n_jobs(n_jobs), numba.config.NUMBA_NUM_THREADS))
 
 
+#: BLAS thread count pinned for the whole process by :func:`pin_blas_threads` (None: not pinned).
+_pinned_blas: int | None = None
+
+
+def pin_blas_threads(n: int) -> None:
+    """Set BLAS to ``n`` threads for the rest of the process (a server does this once), so
+    :func:`kernel_threads` need not limit it around every call."""
+    global _pinned_blas
+    _blas_controller().limit(limits=n, user_api="blas")
+    _pinned_blas = n
+
+
 @contextmanager
 def kernel_threads(n_jobs=None, *, blas: bool = False):
     """Run the body with ``effective_n_jobs(n_jobs)`` Numba threads.
 
     BLAS gets one thread, or the same count when ``blas=True`` (for code that alternates
     GEMM calls and Numba kernels, never running both at once). Restores the previous
-    Numba thread count on exit, even on error.
+    Numba thread count on exit, even on error. What is already in place is left alone:
+    Numba's count when the calling thread already has it, BLAS when
+    :func:`pin_blas_threads` pinned the wanted count (a serving thread pays nothing per call;
+    each threadpoolctl limit costs tens of microseconds).
     """
     n = n_threads(n_jobs)
     previous = numba.get_num_threads()
-    numba.set_num_threads(n)
+    if previous != n:
+        numba.set_num_threads(n)
     try:
-        with _blas_controller().limit(limits=n if blas else 1, user_api="blas"):
+        want = n if blas else 1
+        if _pinned_blas == want:
             yield n
+        else:
+            with _blas_controller().limit(limits=want, user_api="blas"):
+                yield n
     finally:
-        numba.set_num_threads(previous)
+        if previous != n:
+            numba.set_num_threads(previous)
 
 
 @contextmanager

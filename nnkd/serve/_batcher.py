@@ -91,6 +91,12 @@ class AIMDController:
                 "increases": self.increases, "decreases": self.decreases}
 
 
+def _one_numba_thread() -> None:
+    import numba
+
+    numba.set_num_threads(1)
+
+
 class QueueFullError(RuntimeError):
     """The batching queue holds too many rows; the request is refused (HTTP 503)."""
 
@@ -169,7 +175,10 @@ class MicroBatcher:
         """Start the worker thread and the dispatch loop (on the running event loop)."""
         if self._task is not None:
             raise RuntimeError("the batcher is already started.")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnkd-batch")
+        # One worker thread computes every batch: its thread limits are set once, here, not per
+        # batch (Numba's count is per thread; BLAS is pinned by the server process).
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnkd-batch",
+                                            initializer=_one_numba_thread)
         self._accepting = True
         self._task = asyncio.get_running_loop().create_task(self._dispatch_loop(), name="nnkd-batcher")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from nnkd._core.artifacts import import_optional
+from nnkd._core.threads import pin_blas_threads
 from nnkd.serve._net import is_loopback
 from nnkd.serve._planner import DEFAULT_MAX_BATCH_CAP, BatchPlan, LatencyProfile, plan_batching, profile_latency
 from nnkd.serve._predictor import StudentPredictor
@@ -66,9 +67,7 @@ def limit_threads() -> None:
     measured to make the unbatched server collapse at 900 req/s on 2 cores (p99 > 300 ms,
     where 5 ms gives 55 ms) and to change nothing with batching.
     """
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")
+    pin_blas_threads(1)
 
 
 def prepare_server(student_dir, *, slo_ms: float = 50.0, max_batch: int | None = None,
