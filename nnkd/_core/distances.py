@@ -92,36 +92,81 @@ def _refine_sqeuclidean(Q, X, top_d, top_i):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _push_bounds(lb, ub, j, pool_lb, pool_ub, pool_i):
-    """Insert ``(lb, ub, j)`` into a row of the pool kept ascending by lower bound."""
-    size = pool_lb.shape[0]
-    if not lb < pool_lb[size - 1]:
+    """Offer ``(lb, ub, j)`` to a row's pool, a max-heap on the lower bound (root: the largest
+    kept): it replaces the root when smaller, in O(log size), so large ``k`` stays cheap."""
+    if not lb < pool_lb[0]:
         return
-    p = size - 1
-    while p > 0 and pool_lb[p - 1] > lb:
-        pool_lb[p] = pool_lb[p - 1]
-        pool_ub[p] = pool_ub[p - 1]
-        pool_i[p] = pool_i[p - 1]
-        p -= 1
+    size = pool_lb.shape[0]
+    p = 0
+    while True:                                   # sift the new entry down from the root
+        c = 2 * p + 1
+        if c >= size:
+            break
+        if c + 1 < size and pool_lb[c + 1] > pool_lb[c]:
+            c += 1
+        if not pool_lb[c] > lb:
+            break
+        pool_lb[p] = pool_lb[c]
+        pool_ub[p] = pool_ub[c]
+        pool_i[p] = pool_i[c]
+        p = c
     pool_lb[p] = lb
     pool_ub[p] = ub
     pool_i[p] = j
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _upper32(t):
+    """A float32 no smaller than float64 ``t`` (float32 rounding is relative 6e-8)."""
+    return np.float32(t + abs(t) * 1e-6 + 1e-30)
 
 
 # Serial kernels: exact_knn runs them on several Python threads at once (nogil), one query
 # chunk each, with single-threaded BLAS, so no thread pool waits on another between the GEMM
 # and the selection (numba's parallel kernels may not run concurrently from two threads).
 @numba.njit(cache=True, nogil=True)
-def _pool_block(G, col_add, col_norm, q_add, q_norm, scale, gamma, offset, pool_lb, pool_ub, pool_i):
+def _pool_block(G, col_add, col_norm, col_scaled, q_add, q_norm, scale, gamma, slack, offset, pool_lb, pool_ub,
+                pool_i):
     """For each query row: keep the pool of candidates with the smallest lower bounds of
     ``col_add[j] + q_add[i] + scale * x_j.q_i``, where ``G`` holds the float32 products and
-    ``gamma * |x_j| |q_i|`` bounds their rounding error."""
+    ``gamma * |x_j| |q_i|`` bounds their rounding error.
+
+    Most rows cannot enter the pool; a float32 test rejects them first: with ``s = -scale``,
+    ``col_scaled[j] = col_add[j] / s`` (float32) and ``E = gamma max|x| |q_i|``, a row's lower
+    bound is at least ``s (col_scaled[j] - g_j) + q_add[i] - E`` up to the float32 roundings
+    that ``slack`` (per unit of ``|q_i|``) covers, so ``col_scaled[j] - g_j >= T`` proves it out.
+    """
+    s = -scale
+    max_norm = col_norm.max() if col_norm.shape[0] else 0.0
     for i in range(G.shape[0]):
         row, qa, qn = G[i], q_add[i], q_norm[i]
         lb_row, ub_row, i_row = pool_lb[i], pool_ub[i], pool_i[i]
+        extra = gamma * max_norm * qn + slack * (1.0 + qn)
+        threshold = _upper32((lb_row[0] - qa + extra) / s) if lb_row[0] < np.inf else np.float32(np.inf)
         for j in range(row.shape[0]):
+            if col_scaled[j] - row[j] >= threshold:
+                continue
             approx = col_add[j] + qa + scale * np.float64(row[j])
             err = gamma * col_norm[j] * qn
-            _push_bounds(approx - err, approx + err, offset + j, lb_row, ub_row, i_row)
+            if approx - err < lb_row[0]:
+                _push_bounds(approx - err, approx + err, offset + j, lb_row, ub_row, i_row)
+                if lb_row[0] < np.inf:
+                    threshold = _upper32((lb_row[0] - qa + extra) / s)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _exact_distance(x, p, metric):
+    """Squared euclidean distance (``metric == EUCLIDEAN``) or ``-x.p``, in float64; the sum
+    may be reassociated (vectorised), which moves it by a few ulps at most."""
+    s = 0.0
+    if metric == EUCLIDEAN:
+        for f in range(x.shape[0]):
+            t = np.float64(x[f]) - np.float64(p[f])
+            s += t * t
+        return s
+    for f in range(x.shape[0]):
+        s += np.float64(x[f]) * np.float64(p[f])
+    return -s
 
 
 @numba.njit(cache=True, nogil=True)
@@ -132,35 +177,22 @@ def _rerank_pool(Q, X, metric, pool_lb, pool_ub, pool_i, top_d, top_i, undecided
     k = top_d.shape[1]
     size = pool_i.shape[1]
     for i in range(Q.shape[0]):
-        if pool_i[i, size - 1] >= 0:                     # full pool: are outsiders provably out?
+        if pool_i[i].min() >= 0:                         # full pool: are outsiders provably out?
             ubs = np.sort(pool_ub[i])
-            if not pool_lb[i, size - 1] > ubs[k - 1]:
+            if not pool_lb[i, 0] > ubs[k - 1]:           # the heap's root: the largest lower bound
                 undecided[i] = True
                 continue
         d = np.empty(size)
         for c in range(size):
             j = pool_i[i, c]
-            if j < 0:
-                d[c] = np.inf
-            elif metric == EUCLIDEAN:
-                d[c] = rank_distance(Q[i], X[j], EUCLIDEAN)
-            else:
-                s = 0.0
-                for f in range(Q.shape[1]):
-                    s += np.float64(Q[i, f]) * np.float64(X[j, f])
-                d[c] = -s
+            d[c] = np.inf if j < 0 else _exact_distance(Q[i], X[j], metric)
         td, ti = top_d[i], top_i[i]
-        for c in range(size):                            # ascending (distance, row number)
-            dc, jc = d[c], pool_i[i, c]
-            if jc < 0 or dc > td[k - 1] or (dc == td[k - 1] and ti[k - 1] >= 0 and jc > ti[k - 1]):
-                continue
-            p = k - 1
-            while p > 0 and (td[p - 1] > dc or (td[p - 1] == dc and ti[p - 1] > jc)):
-                td[p] = td[p - 1]
-                ti[p] = ti[p - 1]
-                p -= 1
-            td[p] = dc
-            ti[p] = jc
+        order = np.argsort(pool_i[i])                    # by row number, then stably by distance:
+        order = order[np.argsort(d[order], kind="mergesort")]   # ascending (distance, row number)
+        for c in range(k):
+            if c < size and pool_i[i, order[c]] >= 0:
+                td[c] = d[order[c]]
+                ti[c] = pool_i[i, order[c]]
 
 
 def _exact_knn_float64(Q, X, k, metric, X_sqnorm):
@@ -187,7 +219,8 @@ def exact_knn(Q: np.ndarray, X: np.ndarray, k: int, metric: int, n_jobs=None,
     Squared euclidean and inner-product search screen candidates with a float32 GEMM (BLAS
     SGEMM, the fastest kernel the machine has) and a rigorous bound on its rounding error,
     ``|fl(x.q) - x.q| <= gamma_d |x| |q|`` with ``gamma_d = d u / (1 - d u)``: each query keeps
-    the ``2k + 8`` rows of smallest lower bound, and their distances are recomputed exactly in
+    the ``2k + 8`` rows of smallest lower bound (a heap per query, behind a float32 prefilter
+    with its own rounding margin), and their distances are recomputed exactly in
     float64. When the largest lower bound kept exceeds the k-th smallest upper bound, no row
     left out can be among the k nearest, so the result equals a float64 brute force, ties
     ordered by row number; a query where that does not hold (many near-ties) is answered by
@@ -237,6 +270,12 @@ def exact_knn(Q: np.ndarray, X: np.ndarray, k: int, metric: int, n_jobs=None,
     else:
         col_add, q_add, scale = np.zeros(n), np.zeros(m), -1.0
     size = min(n, 2 * k + 8)
+    s = -scale
+    col_scaled = (col_add / s).astype(np.float32)
+    # Roundings of the float32 prefilter: col_scaled (relative u), g (within gamma |x||q|,
+    # already in E) and the subtraction (relative u of its operands); per unit of (1 + |q|).
+    big = float(np.abs(col_add).max() / s) if n else 0.0
+    slack = s * 4 * u * (big + float(X_norm.max()) if n else 0.0) + 1e-30
     top_d = np.full((m, k), np.inf)
     top_i = np.full((m, k), -1, dtype=np.int64)
     undecided = np.zeros(m, dtype=np.bool_)
@@ -248,8 +287,8 @@ def exact_knn(Q: np.ndarray, X: np.ndarray, k: int, metric: int, n_jobs=None,
         pool_i = np.full(pool_lb.shape, -1, dtype=np.int64)
         for b in range(0, n, _BASE_BLOCK):
             G = Q[rows] @ X[b:b + _BASE_BLOCK].T                       # float32 SGEMM, one thread
-            _pool_block(G, col_add[b:b + _BASE_BLOCK], X_norm[b:b + _BASE_BLOCK], q_add[rows], q_norm[rows],
-                        scale, gamma, b, pool_lb, pool_ub, pool_i)
+            _pool_block(G, col_add[b:b + _BASE_BLOCK], X_norm[b:b + _BASE_BLOCK], col_scaled[b:b + _BASE_BLOCK],
+                        q_add[rows], q_norm[rows], scale, gamma, slack, b, pool_lb, pool_ub, pool_i)
         _rerank_pool(Q[rows], X, metric, pool_lb, pool_ub, pool_i, top_d[rows], top_i[rows], undecided[rows])
 
     starts = range(0, m, _QUERY_BLOCK)
