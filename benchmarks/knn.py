@@ -10,7 +10,8 @@ For each dataset (usps official split; mnist_test first 8,000 / last 2,000; lett
   with ``--threads`` threads (best of ``--repeats``), build time;
 - in the same run, the raw library call on the very same native index with the same
   parameters (``faiss.Index.search`` / ``nmslib knnQueryBatch``; for the exact backend,
-  scikit-learn's brute-force ``NearestNeighbors.kneighbors``), timed interleaved with
+  FAISS's exact ``IndexFlatL2.search`` over the same rows, and its ids are checked against a
+  float64 NumPy brute force), timed interleaved with
   nnkd's ``Index.query``; the overhead is the ratio of the medians minus one;
 - the test accuracy of ``KernelKNNClassifier(n_neighbors=5)`` on each setting, next to
   scikit-learn's ``KNeighborsClassifier(n_neighbors=5)`` (accuracy and predict time).
@@ -57,7 +58,7 @@ from _common import (
     markdown_table,
     time_call,
 )
-from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+from sklearn.neighbors import KNeighborsClassifier
 
 from nnkd import KernelKNNClassifier
 from nnkd.bench.metrics import recall_at_k
@@ -99,8 +100,12 @@ def raw_call(index, Q: np.ndarray, threads: int):
     if index.backend == "nmslib":
         native = index._index
         return lambda: native.knnQueryBatch(Q, k=K, num_threads=threads)
-    peer = NearestNeighbors(n_neighbors=K, algorithm="brute", n_jobs=threads).fit(index._X)
-    return lambda: peer.kneighbors(Q)
+    # The exact backend against FAISS's exact search (IndexFlatL2) over the same rows.
+    import faiss
+    faiss.omp_set_num_threads(threads)
+    flat = faiss.IndexFlatL2(index.dim)
+    flat.add(index._X)
+    return lambda: flat.search(Q, K)
 
 
 def interleaved(fn_a, fn_b, repeats: int) -> tuple[list[float], list[float]]:
@@ -128,6 +133,13 @@ def bench_setting(clf: KernelKNNClassifier, data: Dataset, true_dist: np.ndarray
         row[f"overhead_{t}t"] = float(np.median(ours) / np.median(raw) - 1.0)
     index.n_jobs = threads
     row["recall"] = recall_at_k(index.query(Q, K)[0], true_dist, K)
+    if index.backend == "exact":                     # ids against a float64 NumPy brute force
+        X64, Q64 = index._X.astype(np.float64), Q.astype(np.float64)
+        ids = []
+        for a in range(0, len(Q64), 500):
+            D = (Q64[a:a + 500] ** 2).sum(1)[:, None] + (X64 ** 2).sum(1)[None] - 2 * Q64[a:a + 500] @ X64.T
+            ids.append(np.lexsort((np.broadcast_to(np.arange(len(X64)), D.shape), D), axis=1)[:, :K])
+        row["exact_ids_equal"] = bool((np.concatenate(ids) == index.query(Q, K)[1]).all())
     row["accuracy"] = float(clf.score(Q, data.y_test))
     return row
 
@@ -236,7 +248,13 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         worst.get("overhead_1t", -1), worst.get("overhead_2t", -1)),
         "max_overhead_setting": None if worst is None else f"{worst['dataset']} {worst['name']} "
                                                            f"{worst['query_params']}",
-        "max_accuracy_gap_at_recall_target": acc_ok}
+        "max_accuracy_gap_at_recall_target": acc_ok,
+        # QPS of make_index("exact") / QPS of raw faiss.IndexFlatL2 (target >= 0.9)
+        "exact_vs_faiss_flat": {f"{r['dataset']} {t}t": r[f"raw_qps_{t}t"] and (r[f"qps_{t}t"] / r[f"raw_qps_{t}t"])
+                                for r in index_rows if r["name"] == "exact"
+                                for t in (1, 2) if f"qps_{t}t" in r},
+        "exact_ids_equal_float64_brute_force": {r["dataset"]: r.get("exact_ids_equal") for r in index_rows
+                                                if r["name"] == "exact"}}
     large = [r for r in rows if r.get("kind") == "large"]
     if large:
         sk = [r for r in large if r["name"].startswith("sklearn")]
@@ -265,6 +283,10 @@ def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         if s.get("max_overhead") is not None:
             out.append(f"- Largest overhead vs the raw library call: {100 * s['max_overhead']:+.1f}% "
                        f"({s['max_overhead_setting']}); target <= {100 * OVERHEAD_TARGET:.0f}%.")
+        for key, ratio in s.get("exact_vs_faiss_flat", {}).items():
+            out.append(f"- {key}: `make_index(\"exact\")` runs at {ratio:.2f}x the QPS of raw `faiss.IndexFlatL2` "
+                       f"(target >= 0.9); its ids equal a float64 NumPy brute force: "
+                       f"{s['exact_ids_equal_float64_brute_force'].get(key.split()[0])}.")
         for ds, gap in sorted(s.get("max_accuracy_gap_at_recall_target", {}).items()):
             out.append(f"- {ds}: at recall@{K} >= {RECALL_TARGET}, accuracy is within {gap:.2f} points of the "
                        f"exact backend (target <= {ACC_TOLERANCE}).")
@@ -296,7 +318,7 @@ def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         out += markdown_table(["index", "query params", f"recall@{K}", "QPS 1t", f"QPS {t}t", "raw QPS 1t",
                                "overhead 1t %", f"overhead {t}t %", "build s", "acc %", "note"], body)
         out += ["", "Raw call: faiss `search` / nmslib `knnQueryBatch` on the same index; for `exact`, "
-                "scikit-learn `NearestNeighbors(algorithm='brute').kneighbors`.", ""]
+                "faiss `IndexFlatL2.search` over the same rows (FAISS's exact search).", ""]
     large = [r for r in rows if r.get("kind") == "large"]
     if large:
         out += [f"## Large: {large[0]['dataset']} Gaussian mixture, {LARGE_CLASSES} classes, "
