@@ -19,7 +19,7 @@ from nnkd.distill import (
     dirichlet_concentration,
 )
 from nnkd.distill._augment import make_augmenter
-from nnkd.student import PrototypeStudent, TreeStudent, load_student
+from nnkd.student import TreeStudent, load_student
 from nnkd.teachers import CallableTeacher, TorchTeacher, train_mlp_teacher
 from nnkd.trees import SoftDecisionTreeClassifier, node_filters, plot_tree
 from nnkd.trees._module import SoftDecisionTree
