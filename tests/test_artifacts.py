@@ -279,6 +279,18 @@ def test_a_zip_bomb_is_refused(saved, monkeypatch):
         load_student(saved)
 
 
+def test_a_damaged_zip_directory_is_a_value_error(saved):
+    # Found by the fuzzer: one byte of the central directory made zipfile raise
+    # NotImplementedError ("zip file version 6.4"), not BadZipFile.
+    blob = bytearray((saved / "arrays.npz").read_bytes())
+    directory = blob.rfind(b"PK\x01\x02")
+    blob[directory + 6] = 64                         # "version needed to extract"
+    (saved / "arrays.npz").write_bytes(bytes(blob))
+    rewrite_manifest(saved)
+    with pytest.raises(ValueError, match="not a readable .npz archive|cannot be read"):
+        load_student(saved)
+
+
 def test_serve_prints_one_line_for_a_bad_artifact(saved, capsys):
     edit_json(saved, "student.json", lambda m: {k: v for k, v in m.items() if k != "kind"})
     assert main(["serve", str(saved), "--port", "0"]) == 1

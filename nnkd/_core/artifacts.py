@@ -35,6 +35,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -315,6 +316,9 @@ def trust_native_files(trust: bool | None) -> bool:
 
 
 _NPY_DTYPES = {"float": (np.float16, np.float32, np.float64), "int": (np.int64, np.int32)}
+#: What zipfile raises on a damaged archive (a byte flip in the directory can give any of them).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError,
+               UnicodeDecodeError, OverflowError, struct.error)
 
 
 def read_npz(path, expected: dict[str, tuple[str, tuple]], *, budget: int | None = None) -> dict[str, np.ndarray]:
@@ -332,8 +336,8 @@ def read_npz(path, expected: dict[str, tuple[str, tuple]], *, budget: int | None
     out: dict[str, np.ndarray] = {}
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ValueError(f"{path} is not a readable .npz archive: {exc}") from None
+    except _ZIP_ERRORS as exc:                   # a corrupted central directory raises any of these
+        raise ValueError(f"{path} is not a readable .npz archive: {type(exc).__name__}: {exc}") from None
     with archive:
         infos = archive.infolist()
         if len(infos) > len(expected):
@@ -367,7 +371,7 @@ def read_npz(path, expected: dict[str, tuple[str, tuple]], *, budget: int | None
                     data = f.read(nbytes)
                     if len(data) != nbytes or f.read(1):
                         raise ValueError(f"{path}: array {name!r} is truncated.")
-            except (zipfile.BadZipFile, EOFError, OSError, SyntaxError, NotImplementedError, RuntimeError) as exc:
+            except (*_ZIP_ERRORS, SyntaxError) as exc:
                 raise ValueError(f"{path}: array {name!r} cannot be read: {exc}") from None
             except ValueError as exc:
                 if str(exc).startswith(str(path)):

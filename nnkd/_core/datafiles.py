@@ -16,6 +16,7 @@ Every problem (a missing key or column, a non-numeric value, ragged rows) is one
 from __future__ import annotations
 
 import csv
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def _labels(values, n: int, path: Path, what: str) -> np.ndarray:
 def _read_npz(path: Path, label: str | None, features: str | None) -> DataFile:
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path} is not a readable .npz archive: {exc}") from None
     with archive:
         keys = list(archive.files)
@@ -135,6 +136,8 @@ def _read_npz(path: Path, label: str | None, features: str | None) -> DataFile:
             if "pickle" in str(exc):
                 raise ValueError(f"{path}: an array is stored as Python objects, which nnkd never unpickles.") from None
             raise
+        except (OSError, EOFError, NotImplementedError, RuntimeError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: an array cannot be read: {exc}") from None
     return DataFile(X, y, [f"x{j}" for j in range(X.shape[1])], path)
 
 

@@ -82,10 +82,11 @@ def prototype_evidence(student, j: int, d: float) -> dict:
             "training_rows": members.tolist()}
 
 
-def check_k(k, m: int, what: str = "the number of prototypes") -> int:
-    """``k`` as an int in ``[1, m]``, or ``ValueError``."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= m:
-        raise ValueError(f"k must be an integer in [1, {m}] ({what}); got {k!r}.")
+def check_k(k, m: int | None, what: str = "the number of prototypes") -> int:
+    """``k`` as an int in ``[1, m]`` (``m=None``: any ``k >= 1``), or ``ValueError``."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or (m is not None and k > m):
+        bounds = f"in [1, {m}] ({what})" if m is not None else ">= 1"
+        raise ValueError(f"k must be an integer {bounds}; got {k!r}.")
     return int(k)
 
 
@@ -115,7 +116,7 @@ class PrototypeEvidence(Student):
     def _explain_nearest(self, X, Z: np.ndarray, k, index: Index) -> list[dict]:
         """Per row of ``X`` (``Z``: the rows in the prototypes' space): the prediction and the
         ``min(k, n_prototypes)`` prototypes nearest to ``Z`` in ``index``."""
-        k = min(check_k(k, np.iinfo(np.int64).max, "at least 1"), self.n_prototypes)
+        k = min(check_k(k, None), self.n_prototypes)
         dist, ind = index.query(Z, k)
         preds = self.predict(X)
         return [{"prediction": preds[i].item(),

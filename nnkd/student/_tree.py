@@ -134,7 +134,7 @@ class TreeStudent(Student):
         paths (``min(k, 2**depth)``), most probable first; each gives the ``leaf``, its
         ``path_probability``, ``leaf_label``, ``leaf_distribution`` and the inner nodes on the
         ``path`` (node, probability of going right, branch taken)."""
-        k = min(check_k(k, np.iinfo(np.int64).max, "at least 1"), 2 ** self.depth)
+        k = min(check_k(k, None), 2 ** self.depth)
         mu = self.route(X)
         Z = self._standardised(X)
         preds = self.predict(X)
