@@ -167,19 +167,36 @@ def vertex_cover(rows, cols, y, n):
     return _greedy_cover(n, adj.indptr.astype(np.int64), adj.indices.astype(np.int64))
 
 
+def _size_cap(n: int, best_bound: float, delta: float, limit: int) -> int:
+    """Largest net size that could still beat ``best_bound``: ``Q(n, 0, 2k, delta)`` grows
+    with ``k`` and with the error, so a net of more prototypes cannot have a smaller bound."""
+    if not np.isfinite(best_bound):
+        return limit
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if compression_bound(n, 0.0, 2 * mid, delta) <= best_bound:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=None, n_scales=24,
                  max_edges_per_point=64, n_jobs=None, progress=False) -> CondenseResult:
     """Condense with Gottlieb–Kontorovich–Nisnevitch margin regularization.
 
     Candidate scales are ``n_scales`` geometrically spaced values between the radius of
-    a net holding half the sample and the largest greedy radius. They are scanned in
-    increasing order; the scan stops early when the conflict graph would exceed
-    ``max_edges_per_point * n_samples`` edges (larger scales only add edges) — logged.
-    For each scale: vertex cover, net of the kept points with covering radius < gamma,
+    a net holding half the sample and the largest greedy radius; scales whose conflict graph
+    would exceed ``max_edges_per_point * n_samples`` edges are dropped (larger scales only
+    add edges; logged). For each scale: vertex cover, net of the kept points with covering radius < gamma,
     training error ``alpha`` of the majority-vote net over *all* points, and
     ``Q(n, alpha, 2m, delta)``. The scale with the smallest bound wins (with
-    ``target_size``: the net whose size is closest to it). ``progress`` shows a progress
-    bar (stderr) over the scales.
+    ``target_size``: the net whose size is closest to it). The covers are found from the
+    finest scale up; the nets are then built from the coarsest down, and a net stops growing
+    once its size alone rules out beating the best bound so far, so the expensive fine-scale
+    nets are cut short without changing the choice (such a scale shows ``errors = -1`` and an
+    infinite bound in ``selection_curve_``). ``progress`` shows progress bars (stderr).
 
     References
     ----------
@@ -205,8 +222,10 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
     limit = cap if target_size is not None else min(cap, n // 2 + 1)
     indexes = class_indexes(X, y, code)
     margins = opposite_margins(X, y, code, n_jobs)
-    best, candidates = None, []
-    for gamma in tqdm(scales, desc="GKN scales", disable=not progress, leave=False):
+    # Pass 1, finest scale first: the vertex cover at each scale, until the conflict graph
+    # passes the edge budget (larger scales only add edges).
+    covers = []
+    for gamma in tqdm(scales, desc="GKN covers", disable=not progress, leave=False):
         if np.isfinite(gamma):
             try:
                 rows, cols = conflict_graph(X, y, code, gamma, indexes, margins,
@@ -217,22 +236,31 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
                 break
         else:
             rows = cols = np.empty(0, dtype=np.int64)
-        cover = vertex_cover(rows, cols, y, n)
+        covers.append((gamma, vertex_cover(rows, cols, y, n)))
+    # Pass 2, coarsest scale first: the nets. A net stops growing once its size alone rules
+    # out beating the best bound so far (the bound grows with the size and with the error),
+    # so the expensive fine-scale nets are cut short and the choice is unchanged.
+    best, candidates = None, []
+    for gamma, cover in tqdm(covers[::-1], desc="GKN nets", disable=not progress, leave=False):
         kept = ~cover
-        # Stop strictly below gamma: kept points of other classes are >= gamma away.
+        prune = target_size is None and best is not None
+        size = _size_cap(n, best[0][0], delta, limit) if prune else limit
+        # Stop strictly below gamma: kept points of other classes are >= gamma away. One
+        # centre past the cap proves the full net too large to win, so it is not finished.
         stop = float(np.nextafter(gamma, 0.0)) if np.isfinite(gamma) else 0.0
-        net = run_greedy(X, code, start=central_row(X, kept), max_centres=min(limit, int(kept.sum())),
+        net = run_greedy(X, code, start=central_row(X, kept), max_centres=min(size + prune, int(kept.sum())),
                          stop_radius=stop, labels=y, n_classes=n_classes,
                          active=kept.view(np.uint8))
-        errors = int(net.train_errors[-1] + net.valid_errors[-1])
         m = len(net.order)
+        if prune and m > size:
+            candidates.append({"gamma": float(gamma), "cover": int(cover.sum()), "m": m, "errors": -1,
+                               "bound": float("inf")})
+            continue
+        errors = int(net.train_errors[-1] + net.valid_errors[-1])
         bound = compression_bound(n, errors / n, 2 * m, delta)
         candidates.append({"gamma": float(gamma), "cover": int(cover.sum()), "m": m,
                            "errors": errors, "bound": float(bound)})
-        if target_size is not None:
-            key = (abs(m - target_size), bound)
-        else:
-            key = (bound, m)
+        key = (abs(m - target_size), bound) if target_size is not None else (bound, m)
         if best is None or key < best[0]:
             best = (key, gamma, net, kept)
     if best is None:
@@ -241,6 +269,6 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
             f"the smallest candidate scale gamma={scales[0]:.4g}; the classes overlap too densely "
             "for vertex-cover condensing. Use method='ksu' instead.")
     _, gamma, net, kept = best
-    curve = {name: np.array([c[name] for c in candidates]) for name in candidates[0]}
+    curve = {name: np.array([c[name] for c in candidates][::-1]) for name in candidates[0]}
     return CondenseResult(net.order, net.owner, float(gamma) if np.isfinite(gamma) else 0.0,
                           voters=kept, curve=curve)
