@@ -220,7 +220,7 @@ def test_verbose_shows_progress_on_stderr(noisy, capsys):
     MarginCondensedNN(method="gkn", verbose=True).fit(X, y)
     MarginCondensedNN(selection="validation", verbose=True).fit(X, y)
     captured = capsys.readouterr()
-    assert "GKN scales" in captured.err and "KSU validation folds" in captured.err
+    assert "GKN covers" in captured.err and "KSU validation folds" in captured.err
     assert captured.out == ""
     MarginCondensedNN(method="gkn").fit(X, y)
     assert capsys.readouterr().err == ""
