@@ -129,8 +129,6 @@ def positive_param(optional: bool = False) -> Callable:
     return check
 
 
-
-
 def _check_params(cls, meta: dict, meta_path: Path) -> None:
     """Each of the kind's parameters present in ``meta`` (required ones must be) passes its checker."""
     for name, (check, required) in cls.PARAMS.items():
