@@ -7,6 +7,8 @@ writes its outputs and returns a JSON-serialisable summary (what the command pri
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +49,26 @@ def _check_out(out) -> Path:
     return out
 
 
+def _replace_atomically(path: Path, write) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it over ``path``, so an
+    interrupted command never leaves a half-written output."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _finish(student, out: Path, summary: dict) -> dict:
     student.save(out / "student")
     summary = {**summary, "student": str(out / "student"), "size_bytes": student.size_bytes,
                "report": str(out / REPORT_FILE)}
-    (out / REPORT_FILE).write_text(json.dumps({**summary, "student_description": student.describe()}, indent=2))
+    report = json.dumps({**summary, "student_description": student.describe()}, indent=2)
+    _replace_atomically(out / REPORT_FILE, lambda tmp: tmp.write_text(report))
     return summary
 
 
@@ -199,14 +216,19 @@ def predict_file(student_dir, data, out, *, proba: bool = False, label: str | No
         raise ValueError(f"{student_dir} takes {student.expects()}; it needs no --teacher.")
     result = student.predict_proba(X) if proba else student.predict(X)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".npy":
-        np.save(out, result, allow_pickle=False)
-    else:
+
+    def write(tmp: Path) -> None:
+        if out.suffix.lower() == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, result, allow_pickle=False)
+            return
         names = [str(c) for c in student.classes] if proba else ["prediction"]
         rows = result if result.ndim == 2 else result[:, None]
-        with open(out, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(",".join(names) + "\n")
             for row in rows:
                 f.write(",".join(repr(v.item()) if isinstance(v, np.floating) else str(v) for v in row) + "\n")
+
+    _replace_atomically(out, write)
     return {"command": "predict", "student": str(student_dir), "data": str(d.path), "n_rows": int(len(X)),
             "output": str(out), "proba": proba}
