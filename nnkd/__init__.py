@@ -22,6 +22,7 @@ _LAZY = {
     "load_student": "nnkd.student",
     "greedy_permutation": "nnkd.condense",
     "compression_bound": "nnkd.condense",
+    "holdout_bound": "nnkd.condense",
     "show_config": "nnkd._config",
 }
 

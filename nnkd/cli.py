@@ -99,8 +99,8 @@ def _add_user_data_parsers(sub) -> None:
     p = sub.add_parser("condense", help="condense a labelled data file into a prototype student")
     data_args(p, "label column (.csv/.tsv/.parquet) or key (.npz, default y)")
     p.add_argument("--method", choices=["ksu", "gkn", "hart", "fcnn"], default="ksu")
-    p.add_argument("--selection", choices=["bound", "validation"], default="bound",
-                   help="how ksu picks the net size")
+    p.add_argument("--selection", choices=["auto", "bound", "validation"], default="auto",
+                   help="how ksu picks the net size (auto: the bound where it certifies something, else validation)")
     p.add_argument("--max-prototypes", type=_max_prototypes, default=None, help="cap: a count or a fraction of rows")
     p.add_argument("--metric", choices=list(METRICS), default="euclidean")
     p.add_argument("--index", default="exact", help="search backend over the prototypes (exact, faiss:..., nmslib:...)")

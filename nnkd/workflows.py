@@ -72,7 +72,7 @@ def _finish(student, out: Path, summary: dict) -> dict:
     return summary
 
 
-def condense_file(data, out, *, method: str = "ksu", selection: str = "bound", max_prototypes=None,
+def condense_file(data, out, *, method: str = "ksu", selection: str = "auto", max_prototypes=None,
                   metric: str = "euclidean", index: str = "exact", label: str | None = None,
                   features: str | None = None, validation_fraction: float = 0.2, delta: float = 0.05,
                   random_state=None, n_jobs=None, progress: bool = False) -> dict:
@@ -94,13 +94,14 @@ def condense_file(data, out, *, method: str = "ksu", selection: str = "bound", m
     clf = MarginCondensedNN(method=method, selection=selection, max_prototypes=max_prototypes, metric=metric,
                             index=index, delta=delta, random_state=random_state, n_jobs=n_jobs, verbose=progress)
     clf.fit(d.X[train], d.y[train])
-    summary = {"command": "condense", "data": str(d.path), "method": method, "selection": selection,
+    summary = {"command": "condense", "data": str(d.path), "method": method, "selection": clf.selection_,
                "n_train": int(len(train)), "n_validation": int(len(val)), "n_features": int(d.X.shape[1]),
                "n_classes": int(len(clf.classes_)), "n_prototypes": int(len(clf.support_)),
                "kept_fraction": float(clf.compression_ratio_),
                "train_accuracy": _accuracy(clf.predict, d.X[train], d.y[train]),
                "validation_accuracy": _accuracy(clf.predict, d.X[val], d.y[val]),
-               "bound": clf.bound_, "bound_delta": delta}
+               "bound": clf.bound_, "bound_kind": "compression", "bound_vacuous": clf.bound_vacuous_,
+               "bound_delta": delta}
     return _finish(clf.to_student(), out, summary)
 
 

@@ -1,6 +1,7 @@
 """MarginCondensedNN and the condensing methods: properties, oracles, sklearn API."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -12,8 +13,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from scipy.stats import binom
+
 from nnkd import MarginCondensedNN
+from nnkd.condense import compression_bound, holdout_bound
 from nnkd.condense.gkn import conflict_graph, vertex_cover
+from nnkd.condense.ksu import certifying_limit
 
 METHODS = ["ksu", "gkn", "hart", "fcnn"]
 
@@ -44,11 +49,14 @@ def test_ksu_net_covers_and_packs(noisy, metric):
 
 def test_ksu_bound_selection_minimises_the_recorded_bound(noisy):
     X, y = noisy
-    clf = MarginCondensedNN().fit(X, y)
+    with pytest.warns(UserWarning, match="vacuous"):
+        clf = MarginCondensedNN(selection="bound").fit(X, y)
     curve = clf.selection_curve_
     k = len(clf.support_)
     assert k == int(np.argmin(curve["bound"])) + 1
-    assert clf.bound_ == pytest.approx(curve["bound"][k - 1])
+    # 600 noisy rows: the bound certifies nothing; it is reported as 1 and flagged
+    assert curve["bound"][k - 1] >= 1 and clf.bound_ == 1.0 and clf.bound_vacuous_
+    assert clf.selection_ == "bound"
     assert clf.training_error_ == pytest.approx(curve["train_errors"][k - 1] / len(y))
     # the cell-majority 1-NN classifier reproduces the recorded training error
     assert np.mean(clf.predict(X) != y) == pytest.approx(clf.training_error_)
@@ -127,7 +135,81 @@ def test_gkn_kept_points_are_margin_separated_and_consistent():
     kept = np.array([np.all(D[i, y != y[i]] >= gamma) for i in range(len(X))])
     assert np.all(pred[kept] == y[kept])
     assert clf.training_error_ <= 1 - kept.mean() + 1e-12
-    assert clf.bound_ == pytest.approx(min(clf.selection_curve_["bound"]))
+    assert clf.bound_ == pytest.approx(min(1.0, min(clf.selection_curve_["bound"])))
+    assert clf.bound_vacuous_ == (min(clf.selection_curve_["bound"]) >= 1)
+
+
+def _separated(n=4000):
+    X, y = make_blobs(n, 2, centers=[[0, 0], [8, 0], [0, 8]], cluster_std=0.7, random_state=1)
+    return X.astype(np.float32), y
+
+
+def test_auto_selection_takes_the_bound_where_it_certifies():
+    X, y = _separated()
+    auto = MarginCondensedNN(random_state=0).fit(X, y)
+    bound = MarginCondensedNN(selection="bound", random_state=0).fit(X, y)
+    assert auto.selection_ == "bound" and not auto.bound_vacuous_
+    np.testing.assert_array_equal(auto.support_, bound.support_)
+    # the reported bound is Q at the kept size, recomputed independently
+    q = compression_bound(len(y), auto.training_error_, 2 * len(auto.support_), auto.delta)
+    assert auto.bound_ == pytest.approx(q) and q < 1
+
+
+def test_auto_selection_falls_back_to_validation_where_the_bound_is_vacuous(noisy):
+    X, y = noisy
+    auto = MarginCondensedNN(random_state=2).fit(X, y)
+    val = MarginCondensedNN(selection="validation", random_state=2).fit(X, y)
+    assert auto.selection_ == "validation"
+    np.testing.assert_array_equal(auto.support_, val.support_)
+    assert min(auto.selection_curve_["bound_curve"]["bound"]) >= 1      # why it fell back
+    q = compression_bound(len(y), auto.training_error_, 2 * len(auto.support_), auto.delta)
+    assert auto.bound_vacuous_ == (q >= 1) and auto.bound_ == pytest.approx(min(q, 1.0))
+    student = auto.to_student()
+    assert student.bound == auto.bound_ and student.bound_kind == "compression"
+    assert student.describe()["bound_vacuous"] == auto.bound_vacuous_
+
+
+def test_certifying_limit_is_the_last_size_whose_bound_can_be_below_one():
+    for n in (50, 600, 10_000):
+        k = certifying_limit(n, 0.05)
+        assert compression_bound(n, 0.0, 2 * k, 0.05) < 1 if k else True
+        assert compression_bound(n, 0.0, 2 * (k + 1), 0.05) >= 1
+
+
+@pytest.mark.parametrize(("method", "expected"), [("hart", "consistent"), ("fcnn", "consistent"), ("gkn", "bound")])
+def test_selection_names_what_chose_the_size(noisy, method, expected):
+    X, y = noisy
+    assert MarginCondensedNN(method=method, random_state=0).fit(X, y).selection_ == expected
+    assert MarginCondensedNN(target_size=20).fit(X, y).selection_ == "target_size"
+
+
+def test_holdout_bound_is_the_clopper_pearson_limit():
+    n, delta = 400, 0.05
+    for k in (0, 3, 40, 399):
+        for K in (1, 12):
+            p = holdout_bound(k, n, delta, K)
+            # P[Bin(n, p) <= k] = delta / K exactly at the limit (scipy's binomial as oracle)
+            assert binom.cdf(k, n, p) == pytest.approx(delta / K, rel=1e-6)
+    assert holdout_bound(n, n, delta) == 1.0
+    assert np.all(np.diff(holdout_bound(np.arange(n + 1), n, delta)) >= 0)
+    assert holdout_bound(10, n, delta, 20) > holdout_bound(10, n, delta, 1)
+
+
+def test_holdout_bound_covers_the_true_error_with_probability_one_minus_delta():
+    # The law the bound states: over fresh held-out samples, P[bound < true error] <= delta.
+    rng = np.random.default_rng(0)
+    n, delta = 200, 0.1
+    for p in (0.02, 0.1, 0.3):
+        errors = rng.binomial(n, p, size=20_000)
+        misses = np.mean(holdout_bound(errors, n, delta) < p)
+        assert misses <= delta + 0.01
+
+
+def test_holdout_bound_rejects_bad_arguments():
+    for args, match in (((5, 0, 0.05), "n="), ((5, 10, 1.5), "delta"), ((11, 10, 0.05), "n_errors"),
+                        ((1.5, 10, 0.05), "n_errors"), ((1, 10, 0.05, 0), "n_candidates")):
+        with pytest.raises(ValueError, match=match):
+            holdout_bound(*args)
 
 
 def test_budgets(noisy):
@@ -165,7 +247,7 @@ def test_string_labels_duplicates_and_one_class():
 
 def test_single_sample():
     clf = MarginCondensedNN().fit([[1.0, 2.0]], [3])
-    assert clf.predict([[0.0, 0.0]])[0] == 3 and clf.bound_ == np.inf
+    assert clf.predict([[0.0, 0.0]])[0] == 3 and clf.bound_ == 1.0 and clf.bound_vacuous_
 
 
 @pytest.mark.parametrize("X, y, err, match", [
@@ -209,10 +291,13 @@ def test_tolerance_choice_waits_until_the_curve_stays_low():
     assert tolerance_choice(errors, 100, 0.5) == 1
 
 
-def test_vacuous_bound_warns():
+def test_vacuous_bound_warns_when_it_chooses_but_not_under_auto():
     X, y = make_blobs(60, 2, centers=12, cluster_std=3.0, random_state=0)
     with pytest.warns(UserWarning, match="vacuous"):
-        MarginCondensedNN().fit(X, y)
+        MarginCondensedNN(selection="bound").fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # auto falls back to validation silently
+        assert MarginCondensedNN().fit(X, y).selection_ == "validation"
 
 
 def test_verbose_shows_progress_on_stderr(noisy, capsys):

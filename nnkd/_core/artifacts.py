@@ -315,7 +315,8 @@ def trust_native_files(trust: bool | None) -> bool:
     return os.environ.get("NNKD_TRUST_NATIVE", "") == "1"
 
 
-_NPY_DTYPES = {"float": (np.float16, np.float32, np.float64), "int": (np.int64, np.int32)}
+_NPY_DTYPES = {"float": (np.float16, np.float32, np.float64), "int": (np.int64, np.int32),
+               "quantized": (np.int8, np.float32)}
 #: What zipfile raises on a damaged archive (a byte flip in the directory can give any of them).
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError,
                UnicodeDecodeError, OverflowError, struct.error)
@@ -324,8 +325,8 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotI
 def read_npz(path, expected: dict[str, tuple[str, tuple]], *, budget: int | None = None) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` written by ``np.savez``, read strictly.
 
-    ``expected`` maps each allowed array name to ``(kind, shape)`` with kind ``"float"`` or
-    ``"int"`` and the shape the metadata declares. Each member's ``.npy`` header is checked
+    ``expected`` maps each allowed array name to ``(kind, shape)`` with kind ``"float"``,
+    ``"int"`` or ``"quantized"`` (int8 codes, or float32) and the shape the metadata declares. Each member's ``.npy`` header is checked
     (dtype, no objects, C order, the declared shape, a byte size that matches the member)
     before its data is read, and all members together may not exceed ``budget`` bytes
     decompressed (:func:`max_artifact_bytes`), so a hostile archive is a ``ValueError``,

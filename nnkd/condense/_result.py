@@ -23,6 +23,9 @@ class CondenseResult:
         Rows whose labels vote for their cell's label (``None``: all rows).
     curve : dict
         Diagnostics of the scale search (candidate sizes, errors, bounds), for plots.
+    selection : str
+        The rule that chose the size: ``"bound"``, ``"validation"``, ``"target_size"`` or
+        ``"consistent"`` (the store grew until the training set was classified right).
     """
 
     support: np.ndarray
@@ -30,3 +33,4 @@ class CondenseResult:
     scale: float
     voters: np.ndarray | None = None
     curve: dict = field(default_factory=dict)
+    selection: str = "bound"

@@ -271,4 +271,4 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
     _, gamma, net, kept = best
     curve = {name: np.array([c[name] for c in candidates][::-1]) for name in candidates[0]}
     return CondenseResult(net.order, net.owner, float(gamma) if np.isfinite(gamma) else 0.0,
-                          voters=kept, curve=curve)
+                          voters=kept, curve=curve, selection="bound" if target_size is None else "target_size")

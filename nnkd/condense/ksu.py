@@ -19,7 +19,7 @@ from nnkd.condense._result import CondenseResult
 from nnkd.condense.bounds import compression_bound
 from nnkd.condense.nets import run_greedy
 
-SELECTIONS = ("bound", "validation")
+SELECTIONS = ("auto", "bound", "validation")
 
 
 def central_row(X, rows=None) -> int:
@@ -29,7 +29,7 @@ def central_row(X, rows=None) -> int:
     return int(idx[np.argmin(((sub - sub.mean(axis=0)) ** 2).sum(axis=1))])
 
 
-def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=None, target_size=None,
+def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=None, target_size=None,
                  validation_fraction=0.2, error_tolerance=0.005, random_state=None,
                  progress=False) -> CondenseResult:
     """Condense ``(X, y)`` with algorithm KSU.
@@ -44,9 +44,10 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
         Metric code.
     delta : float, default=0.05
         Confidence of the bound.
-    selection : {"bound", "validation"}, default="bound"
+    selection : {"auto", "bound", "validation"}, default="auto"
         ``"bound"`` picks the prefix minimising ``Q(n, alpha(m), 2m, delta)``
-        (Kontorovich, Sabato and Weiss); ``"validation"`` holds out stratified folds of
+        (Kontorovich, Sabato and Weiss); ``"auto"`` does so where that minimum certifies
+        something (``Q < 1``) and falls back to ``"validation"`` otherwise; ``"validation"`` holds out stratified folds of
         ``validation_fraction`` of the rows (``round(1 / validation_fraction)`` folds, so
         every row is held out once), sums the held-out error of every net size (up to
         ``max_prototypes``, or half the training rows) over the folds, picks the smallest size whose held-out error rate is within
@@ -67,7 +68,8 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
     Returns
     -------
     CondenseResult
-        ``curve`` holds ``m``, ``train_errors``, ``bound`` (and ``valid_errors``).
+        ``curve`` holds ``m``, ``train_errors``, ``bound`` (and ``valid_errors``);
+        ``selection`` the rule that chose the size.
 
     References
     ----------
@@ -83,29 +85,38 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
         m = np.arange(1, len(net.order) + 1)
         curve = {"m": m, "train_errors": net.train_errors,
                  "bound": compression_bound(n, net.train_errors / n, 2 * m, delta)}
-        return CondenseResult(net.order, net.owner, net.covering_radius, curve=curve)
-    if selection == "bound":
-        # Q is infinite once the compression size 2m reaches n: no need to go further.
+        return CondenseResult(net.order, net.owner, net.covering_radius, curve=curve, selection="target_size")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection={selection!r} is not supported; use one of {SELECTIONS}.")
+    bound_curve = None
+    if selection in ("bound", "auto"):
+        # Q is infinite once the compression size 2m reaches n: no need to go further. For
+        # "auto" only nets that could certify something matter: Q(n, 0, 2m) < 1, which
+        # keeps the scan to m of order n / (3 ln n) (a far cheaper greedy run).
         limit = min(cap, max(1, (n - 1) // 2))
+        if selection == "auto":
+            limit = min(limit, max(1, certifying_limit(n, delta)))
         net = run_greedy(X, code, start=central_row(X), max_centres=limit, labels=y,
                          n_classes=n_classes)
         m = np.arange(1, len(net.order) + 1)
         bound = compression_bound(n, net.train_errors / n, 2 * m, delta)
         best = int(np.argmin(bound)) + 1            # ties: the smallest net
+        bound_curve = {"m": m, "train_errors": net.train_errors, "bound": bound}
+    if selection == "bound":
         if not bound[best - 1] < 1.0:
             warnings.warn(
                 f"The KSU bound is vacuous (>= 1) at every net size (smallest: {bound[best - 1]:.3g} "
                 f"at {best} prototypes): with n={n} samples it certifies nothing, and its argmin is "
                 "an arbitrary net. Use selection='validation' (or target_size) to choose the size.",
                 UserWarning, stacklevel=3)
-        curve = {"m": m, "train_errors": net.train_errors, "bound": bound}
+    # "auto" keeps the bound's choice too where there are fewer rows than validation folds.
+    if selection == "bound" or (selection == "auto" and (bound[best - 1] < 1.0 or n < _n_folds(validation_fraction))):
         # The traversal keeps only the cells of its last prefix; replaying the (identical)
         # first `best` steps is cheaper than recording every row's cell at every step.
         final = run_greedy(X, code, start=int(net.order[0]), max_centres=best, labels=y,
                            n_classes=n_classes)
-        return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve)
-    if selection != "validation":
-        raise ValueError(f"selection={selection!r} is not supported; use one of {SELECTIONS}.")
+        return CondenseResult(final.order, final.owner, final.covering_radius, curve=bound_curve,
+                              selection="bound")
     # Every row is held out once (k folds of about validation_fraction each): the summed
     # held-out error curve is far less noisy than one split's, which matters because the
     # chosen size is where that curve first reaches its floor.
@@ -130,7 +141,17 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="bound", max_prototypes=No
     m = np.arange(1, length + 1)
     curve = {"m": m, "valid_errors": valid_errors, "n_folds": len(curves),
              "n_train_per_fold": np.array(n_train), "chosen_m": best}
-    return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve)
+    if bound_curve is not None:                   # "auto": the bound was vacuous; show why
+        curve["bound_curve"] = bound_curve
+    return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve, selection="validation")
+
+
+def certifying_limit(n: int, delta: float) -> int:
+    """Largest net size ``k`` with ``Q(n, 0, 2k, delta) < 1``: no larger net's bound can
+    certify anything, whatever its training error (0 if none can)."""
+    k = np.arange(1, max(2, n // 2 + 1))
+    ok = np.flatnonzero(compression_bound(n, 0.0, 2 * k, delta) < 1.0)
+    return 0 if ok.size == 0 else int(k[ok[-1]])
 
 
 def tolerance_choice(valid_errors, n_valid, error_tolerance) -> int:
@@ -148,12 +169,16 @@ def tolerance_choice(valid_errors, n_valid, error_tolerance) -> int:
     return 1 if above.size == 0 else int(above[-1]) + 2
 
 
+def _n_folds(validation_fraction: float) -> int:
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction={validation_fraction} must lie in (0, 1).")
+    return max(2, int(round(1.0 / validation_fraction)))
+
+
 def _training_masks(y, validation_fraction, random_state):
     """Training-row masks of ``k = max(2, round(1 / validation_fraction))`` folds."""
     n = y.shape[0]
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction={validation_fraction} must lie in (0, 1).")
-    k = max(2, int(round(1.0 / validation_fraction)))
+    k = _n_folds(validation_fraction)
     if n < k:
         raise ValueError(f"selection='validation' holds out {k} folds and needs n_samples >= {k}; "
                          f"got n_samples={n}. Use selection='bound' or a larger validation_fraction.")

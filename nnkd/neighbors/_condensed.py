@@ -51,14 +51,17 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         Cosine runs as euclidean distance on L2-normalised rows.
     delta : float, default=0.05
         Confidence parameter of the bound (it holds with probability ``1 - delta``).
-    selection : {"bound", "validation"}, default="bound"
-        How ``"ksu"`` picks the net size: the bound, or held-out error. Validation holds
-        out stratified folds of ``validation_fraction`` of the rows (every row once),
-        sums the held-out error of every net size up to ``max_prototypes`` (default: half
-        the rows), takes the smallest size from which it stays within
-        ``error_tolerance`` of the lowest and rebuilds a net of that fraction on all rows.
-        The bound is conservative at realistic sample sizes (small nets, lower
-        accuracy); ``bound_`` is reported either way.
+    selection : {"auto", "bound", "validation"}, default="auto"
+        How ``"ksu"`` picks the net size: the bound, held-out error, or ``"auto"``: the
+        bound's choice where its minimum certifies something (< 1), held-out error
+        otherwise (``selection_`` says which was used). Validation holds out stratified
+        folds of ``validation_fraction`` of the rows (every row once), sums the held-out
+        error of every net size up to ``max_prototypes`` (default: half the rows), takes
+        the smallest size from which it stays within ``error_tolerance`` of the lowest and
+        rebuilds a net of that fraction on all rows. The bound is conservative at
+        realistic sample sizes: on most real data sets of a few thousand rows it is
+        vacuous at every net size, and its argmin is then an arbitrary tiny net (the
+        reason ``"auto"`` is the default). ``bound_`` is reported either way.
     validation_fraction : float, default=0.2
         Held-out fraction per fold for ``selection="validation"`` (``round(1 / f)`` folds).
     error_tolerance : float, default=0.005
@@ -100,8 +103,17 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         Covering radius of the prototype set over the training rows (``"gkn"``: the
         margin gamma; rows removed by the vertex cover are not covered).
     bound_ : float
-        ``Q(n, training_error_, 2 * n_prototypes, delta)``; ``inf`` when
-        ``2 * n_prototypes >= n_samples``.
+        ``min(1, Q(n, training_error_, 2 * n_prototypes, delta))``: with probability
+        ``1 - delta`` over the training sample, the true error rate is at most this (a
+        sample-compression bound; see :func:`~nnkd.condense.compression_bound`). A value
+        ``Q >= 1`` certifies nothing and is reported as 1.0 with ``bound_vacuous_``.
+    bound_vacuous_ : bool
+        Whether the bound certifies nothing (``Q >= 1``; ``Q`` is infinite once
+        ``2 * n_prototypes >= n_samples``).
+    selection_ : str
+        What chose the number of prototypes: ``"bound"``, ``"validation"``,
+        ``"target_size"``, ``"max_prototypes"`` (a Hart/FCNN store stopped at the cap) or
+        ``"consistent"`` (Hart/FCNN: the store classifies every training row right).
     training_error_ : float
         Error of the fitted classifier on the training set.
     compression_ratio_ : float
@@ -148,7 +160,7 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         "method": [StrOptions(set(METHODS))],
         "metric": [StrOptions(set(METRICS))],
         "delta": [Interval(Real, 0, 1, closed="neither")],
-        "selection": [StrOptions({"bound", "validation"})],
+        "selection": [StrOptions({"auto", "bound", "validation"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "error_tolerance": [Interval(Real, 0, 1, closed="left")],
         "max_prototypes": [Interval(Integral, 1, None, closed="left"),
@@ -162,7 +174,7 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         "verbose": ["boolean"],
     }
 
-    def __init__(self, method="ksu", *, metric="euclidean", delta=0.05, selection="bound",
+    def __init__(self, method="ksu", *, metric="euclidean", delta=0.05, selection="auto",
                  validation_fraction=0.2, error_tolerance=0.005, max_prototypes=None, target_size=None, index="exact",
                  index_params=None, random_state=None, n_jobs=None, verbose=False):
         self.method = method
@@ -253,7 +265,13 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         self._cell_indptr, self._cell_indices = cell_layout(owner, k)
         self._n_samples = n
         self.training_error_ = float(np.mean(self._proto_codes[owner] != y_codes))
-        self.bound_ = float(compression_bound(n, self.training_error_, 2 * k, self.delta))
+        q = float(compression_bound(n, self.training_error_, 2 * k, self.delta))
+        self.bound_vacuous_ = not q < 1.0
+        self.bound_ = min(q, 1.0)
+        self.selection_ = result.selection
+        if self.method in ("hart", "fcnn"):
+            self.selection_ = ("consistent" if self.training_error_ == 0.0 or limit is None
+                               else "target_size" if target is not None else "max_prototypes")
         self.compression_ratio_ = k / n
         self.selection_curve_ = result.curve
         return self
@@ -309,7 +327,9 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
             classes=self.classes_, prototypes=self.prototypes_, label_vectors=self.prototype_proba_,
             metric=self.metric, n_neighbors=1, index=self.index, index_params=self.index_params or {},
             support=self.support_, cell_indptr=self._cell_indptr, cell_indices=self._cell_indices,
-            bound=self.bound_, meta={"estimator": "MarginCondensedNN", "method": self.method, "delta": self.delta,
+            bound=self.bound_, bound_kind="compression",
+            meta={"estimator": "MarginCondensedNN", "method": self.method, "bound_delta": self.delta,
+                  "selection": self.selection_,
                                      "scale": self.scale_, "training_error": self.training_error_,
                                      "compression_ratio": self.compression_ratio_, "n_samples": self._n_samples})
         student.attach_index(self.index_)

@@ -36,6 +36,7 @@ from nnkd._core.artifacts import (
     write_json,
 )
 from nnkd._core.metrics import check_points
+from nnkd.student._storage import DTYPES, decode, encode, round_to_storage, saved_layout, stored_bytes
 
 FORMAT = "nnkd.student"
 FORMAT_VERSION = 2
@@ -44,9 +45,9 @@ READ_VERSIONS = (1, 2)
 #: Most classes a student may name.
 MAX_CLASSES = 1 << 20
 ARRAYS_FILE = "arrays.npz"
+#: What a student's bound can be (``None``: no bound).
+BOUND_KINDS = (None, "compression", "held-out")
 METADATA_FILE = "student.json"
-#: Storage types of the float parameters and their bytes per parameter.
-DTYPES = {"float32": 4, "float16": 2}
 
 #: kind name -> Student subclass (filled by :func:`register_kind`).
 _KINDS: dict[str, type[Student]] = {}
@@ -160,13 +161,21 @@ class Student:
     ----------
     classes : ndarray of shape (n_classes,) or None
         Class labels, in the order of ``predict_proba``'s columns; ``None`` for a regressor.
-    dtype : {"float32", "float16"}, default="float32"
-        Storage type of the float parameters. ``"float16"`` halves the artifact: parameters
-        are rounded to float16 once (in memory as well, so predictions before and after
-        saving agree); computation stays in float32/float64.
+    dtype : {"float32", "float16", "int8"}, default="float32"
+        Storage type of the float parameters. ``"float16"`` halves the artifact, ``"int8"``
+        quarters its matrices (one float32 scale per column, counted in ``size_bytes``; see
+        :mod:`nnkd.student._storage`). Parameters are rounded once, in memory as well, so
+        predictions before and after saving agree; computation stays in float32/float64.
     bound : float or None, default=None
-        A generalization bound on the student's error rate, where its training gives one; a
-        bound >= 1 certifies nothing and is stored as 1.0.
+        An upper bound on the student's error rate, holding with probability
+        ``1 - meta["bound_delta"]``; a bound >= 1 certifies nothing and is stored as 1.0 (``describe()``
+        then says ``"bound_vacuous": true``).
+    bound_kind : {"compression", "held-out"} or None, default=None
+        What ``bound`` is: ``"compression"``, a sample-compression bound on the true error
+        from the training sample (:func:`nnkd.condense.bounds.compression_bound`);
+        ``"held-out"``, a binomial-tail bound from rows the fit did not train on
+        (:func:`nnkd.condense.bounds.holdout_bound`), against the labels or, where
+        ``meta["bound_target"]`` says ``"teacher"``, on disagreement with the teacher.
     meta : dict
         JSON-serialisable provenance (how the student was fitted).
     """
@@ -182,6 +191,7 @@ class Student:
     classes: np.ndarray | None
     dtype: str = "float32"
     bound: float | None = None
+    bound_kind: str | None = None
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -196,16 +206,14 @@ class Student:
             self.bound = min(float(self.bound), 1.0)
             if not self.bound >= 0:
                 raise ValueError(f"bound={self.bound!r} must be a number >= 0 or None.")
+        if self.bound_kind not in BOUND_KINDS:
+            raise ValueError(f"bound_kind={self.bound_kind!r} must be one of {BOUND_KINDS}.")
         self.meta = dict(self.meta or {})
         self._validate()
-        if self.dtype == "float16":
-            for name in self.FLOAT_ARRAYS:
-                value = getattr(self, name)
-                if value is not None:
-                    half = value.astype(np.float16)
-                    if not np.isfinite(half).all():
-                        raise ValueError(f"{name} overflows float16; use dtype='float32'.")
-                    setattr(self, name, half.astype(np.float32))
+        for name in self.FLOAT_ARRAYS:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, round_to_storage(value, self.dtype, name))
 
     # -- what each kind provides ---------------------------------------------------------------
     def _validate(self) -> None:
@@ -314,7 +322,9 @@ class Student:
         return {"kind": self.kind, "classes": None if self.classes is None else self.classes.tolist(),
                 "n_classes": None if self.classes is None else len(self.classes),
                 "n_features_in": self.n_features_in, "expects": self.expects(), "dtype": self.dtype,
-                "size_bytes": self.size_bytes, "bound": self.bound, **self._describe(), "meta": self.meta}
+                "size_bytes": self.size_bytes, "bound": self.bound, "bound_kind": self.bound_kind,
+                "bound_vacuous": None if self.bound is None else self.bound >= 1.0, **self._describe(),
+                "meta": self.meta}
 
     def save(self, path, *, key=None, key_file=None) -> Path:
         """Write the student into directory ``path``, atomically; returns it.
@@ -323,14 +333,17 @@ class Student:
         interrupted save leaves the previous student whole. With a key (``key``, ``key_file``
         or ``NNKD_ARTIFACT_KEY``) the manifest is signed.
         """
-        arrays = {name: getattr(self, name) for name in self.ARRAYS if getattr(self, name) is not None}
-        if self.dtype == "float16":
-            arrays.update({k: v.astype(np.float16) for k, v in arrays.items() if k in self.FLOAT_ARRAYS})
+        arrays = {}
+        for name in self.ARRAYS:
+            value = getattr(self, name)
+            if value is not None:
+                arrays.update(encode(name, value, self.dtype) if name in self.FLOAT_ARRAYS else {name: value})
 
         def write(directory: Path) -> None:
             np.savez(directory / ARRAYS_FILE, **arrays)
             meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
                     "classes": _encode_classes(self.classes), "dtype": self.dtype, "bound": self.bound,
+                    "bound_kind": self.bound_kind,
                     "shapes": {k: list(v.shape) for k, v in arrays.items()}, "meta": self.meta,
                     "size_bytes": self.size_bytes, **self._params(), **self._save_extra(directory, key, key_file),
                     "versions": {"nnkd": package_version("nnkd"), "numpy": np.__version__}}
@@ -395,14 +408,25 @@ def load_student(path, *, key=None, key_file=None, trust_native: bool | None = N
     bound = meta.get("bound")
     if bound is not None and not (type(bound) in (int, float) and bound >= 0):
         raise ValueError(f"{meta_path}: 'bound' must be a number >= 0 or null; got {json_snippet(bound)}.")
+    if meta.get("bound_kind") not in BOUND_KINDS:
+        raise ValueError(f"{meta_path}: 'bound_kind' must be one of {list(BOUND_KINDS)}; got "
+                         f"{json_snippet(meta.get('bound_kind'))}.")
     if not isinstance(meta.get("meta", {}), dict):
         raise ValueError(f"{meta_path}: 'meta' must be an object.")
     classes = _decode_classes(meta.get("classes"), meta_path)
     _check_params(cls, meta, meta_path)
     if "shapes" not in meta:
         raise ValueError(f"{meta_path}: missing 'shapes'.")
-    shapes = check_shapes(meta["shapes"], cls.ARRAYS, str(meta_path))
-    arrays = read_npz(directory / ARRAYS_FILE, {k: (cls.ARRAYS[k], shape) for k, shape in shapes.items()})
-    common = {"classes": classes, "dtype": meta.get("dtype", "float32"), "bound": bound, "meta": meta.get("meta") or {}}
+    layout = saved_layout(cls.ARRAYS, cls.FLOAT_ARRAYS, meta.get("dtype", "float32"))
+    shapes = check_shapes(meta["shapes"], layout, str(meta_path))
+    try:
+        arrays = decode(read_npz(directory / ARRAYS_FILE, {k: (layout[k], shape) for k, shape in shapes.items()}),
+                        cls.FLOAT_ARRAYS, meta.get("dtype", "float32"))
+    except ValueError as exc:
+        if str(exc).startswith(str(directory)):
+            raise
+        raise ValueError(f"{directory / ARRAYS_FILE}: {exc}") from None
+    common = {"classes": classes, "dtype": meta.get("dtype", "float32"), "bound": bound,
+              "bound_kind": meta.get("bound_kind"), "meta": meta.get("meta") or {}}
     return cls._from_saved(meta, arrays, common, directory,
                            {"key": key, "key_file": key_file, "trust_native": trust_native})

@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from nnkd.index import make_index
+from nnkd.student._storage import stored_bytes
 from nnkd.student._base import DTYPES, choice_param, float_array, positive_param, register_kind
 from nnkd.student._prototypes import PrototypeEvidence
 
@@ -79,9 +80,9 @@ class ProjectionStudent(PrototypeEvidence):
 
     @property
     def size_bytes(self) -> int:
-        n = self.prototypes.size + self.label_vectors.size + self.projection.size + 1
-        n += 0 if self.output_classes is None else self.output_classes.size
-        return DTYPES[self.dtype] * int(n)
+        # gamma is stored at full precision; output_classes at the float width, as before.
+        n = 4 + (0 if self.output_classes is None else DTYPES[self.dtype] * self.output_classes.size)
+        return n + stored_bytes((self.prototypes, self.label_vectors, self.projection), self.dtype)
 
     def expects(self) -> str:
         return f"raw input rows: {self.n_features_in} values per instance (projected by the student)"

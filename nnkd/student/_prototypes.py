@@ -18,6 +18,7 @@ from nnkd._core.artifacts import scalars_param
 from nnkd._core.kernels import KERNELS, kernel_weights, weighted_mean
 from nnkd._core.metrics import check_points
 from nnkd.index import INDEX_METRICS, Index, load_index, make_index, parse_spec
+from nnkd.student._storage import stored_bytes
 from nnkd.student._base import (
     DTYPES,
     Student,
@@ -292,7 +293,7 @@ class PrototypeStudent(_SearchedPrototypes):
 
     @property
     def size_bytes(self) -> int:
-        return DTYPES[self.dtype] * int(self.prototypes.size + self.label_vectors.size)
+        return stored_bytes((self.prototypes, self.label_vectors), self.dtype)
 
     def _proba(self, X) -> np.ndarray:
         """Kernel-weighted mean of the neighbours' class distributions, ndarray of shape
@@ -347,7 +348,7 @@ class PrototypeRegressor(_SearchedPrototypes):
 
     @property
     def size_bytes(self) -> int:
-        return DTYPES[self.dtype] * int(self.prototypes.size) + 8 * int(self.targets.size)
+        return stored_bytes((self.prototypes,), self.dtype) + 8 * int(self.targets.size)
 
     def _outputs(self, X) -> tuple[np.ndarray, None]:
         w, ind = self._weights(X)

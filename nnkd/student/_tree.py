@@ -15,7 +15,8 @@ from typing import ClassVar
 import numpy as np
 
 from nnkd._core.metrics import check_points
-from nnkd.student._base import DTYPES, Student, choice_param, float_array, int_param, register_kind
+from nnkd.student._storage import stored_bytes
+from nnkd.student._base import Student, choice_param, float_array, int_param, register_kind
 from nnkd.student._prototypes import check_k
 
 TREE_INFERENCE = ("max_path", "mixture")
@@ -98,7 +99,7 @@ class TreeStudent(Student):
 
     @property
     def size_bytes(self) -> int:
-        return DTYPES[self.dtype] * int(sum(getattr(self, n).size for n in self.ARRAYS if getattr(self, n) is not None))
+        return stored_bytes((getattr(self, n) for n in self.FLOAT_ARRAYS), self.dtype)
 
     def _standardised(self, X) -> np.ndarray:
         Z = self.check_input(X).astype(np.float64)
