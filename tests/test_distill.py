@@ -8,6 +8,7 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_blobs
 
+from nnkd.condense import holdout_bound
 from nnkd.distill import NNDistiller
 from nnkd.student import ProjectionStudent, PrototypeStudent, load_student
 from nnkd.teachers import CallableTeacher, TorchTeacher, softmax
@@ -109,7 +110,8 @@ def test_distiller_recovers_a_known_teacher(problem, space):
             if len(members):
                 assert_allclose(s.label_vectors[j], T[members].mean(axis=0), rtol=1e-5)
     else:
-        assert dist.bound_ is None and dist.student_.projection.shape[1] == 6
+        assert dist.bound_kind_ == "held-out" and 1 - dist.score(Q, yq) <= dist.bound_ < 1
+        assert dist.student_.projection.shape[1] == 6
 
 
 def test_explain_names_prototypes_and_their_training_rows(problem):
@@ -254,21 +256,70 @@ def test_train_mlp_teacher(problem):
         train_mlp_teacher(X, y, dropout=1.0)
 
 
-def test_auto_noise_scale_is_chosen_on_held_out_rows(problem):
-    from nnkd.distill._distiller import NOISE_GRID
+def test_recipe_is_chosen_on_held_out_rows_and_scored_as_shipped(problem):
+    from nnkd.distill._recipe import N_CHECKPOINTS, make_grid
 
     X, y, Q, yq, teacher = problem
-    d = NNDistiller(teacher, space="projection", size_budget_kb=2, max_epochs=6, augment="noise",
-                    noise_scale="auto", random_state=0).fit(X, y)
-    assert d.noise_scale_ in NOISE_GRID and set(d.noise_scores_) == set(NOISE_GRID)
-    assert d.noise_scale_ == max(d.noise_scores_, key=lambda s: (d.noise_scores_[s], -s))
-    assert d.student_.meta["noise_scale"] == d.noise_scale_ and d.score(Q, yq) > 0.9
+    d = NNDistiller(teacher, space="projection", size_budget_kb=2, max_epochs=12, random_state=0).fit(X)
+    recipe = d.recipe_
+    tried = recipe["candidates"]
+    # every storage type, width and (temperature, noise) pair of its stage was tried
+    assert {c["dtype"] for c in tried} == {"float32", "float16", "int8"}
+    assert {(c["temperature"], c["noise_scale"]) for c in tried} >= {(1.0, 0.3), (1.0, 1.0), (4.0, 0.3), (4.0, 1.0)}
+    # the student has the chosen shape and is within the budget at its storage type
+    s = d.student_
+    assert s.dtype == recipe["dtype"] and s.prototypes.shape == (recipe["n_prototypes"], recipe["projection_dim"])
+    assert d.size_bytes_ <= 2000 and s.meta["recipe"]["dtype"] == recipe["dtype"]
+    # the reported held-out fidelity is the student's agreement with the teacher on the held-out
+    # rows, recounted here from the seeded split
+    n_val = recipe["validation_rows"]
+    assert n_val == round(0.1 * len(X))
+    val = np.sort(np.random.default_rng(d._seed).permutation(len(X))[:n_val])
+    agree = np.mean(s.predict(X[val]) == teacher.soft_labels(X[val], 1.0).argmax(1))
+    assert recipe["validation_fidelity"] == pytest.approx(agree)
+    # unlabelled fit: a fidelity certificate, union over every recipe x checkpoint
+    grid = make_grid(dtype="auto", projection_dim="auto", temperature="auto", noise_scale="auto", augment="noise",
+                     loss="kd", has_budget=True, n_features=X.shape[1])
+    k = grid.size() * min(N_CHECKPOINTS, 12)
+    errors = int(round((1 - agree) * n_val))
+    assert d.bound_kind_ == "held-out" and d.bound_target_ == "teacher"
+    assert d.bound_ == pytest.approx(holdout_bound(errors, n_val, 0.05, k))
+    assert s.describe()["bound_kind"] == "held-out" and s.meta["bound_candidates"] == k
+
+
+def test_fixed_parameters_are_not_searched(problem):
+    X, y, Q, yq, teacher = problem
+    d = NNDistiller(teacher, space="projection", size_budget_kb=2, max_epochs=6, dtype="float16", projection_dim=4,
+                    temperature=2.0, noise_scale=0.5, random_state=0).fit(X, y)
+    assert d.recipe_["candidates"] == []
+    assert (d.recipe_["dtype"], d.recipe_["projection_dim"], d.recipe_["temperature"],
+            d.recipe_["noise_scale"]) == ("float16", 4, 2.0, 0.5)
+    # labelled rows: the bound is on the error against y, union over the 6 checkpoints only
+    assert d.bound_target_ == "labels" and d.student_.meta["bound_candidates"] == 6
+
+
+def test_no_holdout_no_selection_and_no_bound(problem):
+    X, y, Q, yq, teacher = problem
+    d = NNDistiller(teacher, space="projection", size_budget_kb=2, max_epochs=4, validation_fraction=0.0,
+                    random_state=0).fit(X, y)
+    assert d.recipe_["candidates"] == [] and d.recipe_["validation_rows"] == 0
+    assert d.bound_ is None and d.bound_kind_ is None and d.recipe_["epochs"] == 4
+
+
+def test_held_out_bounds_cover_the_test_error(problem):
+    # The bound states P[true error > bound] <= delta; on fresh test rows the measured error
+    # must sit below it (a bound that fails here would be wrong, not merely loose).
+    X, y, Q, yq, teacher = problem
+    for seed in range(3):
+        d = NNDistiller(teacher, space="projection", size_budget_kb=2, max_epochs=8, random_state=seed).fit(X, y)
+        assert 1 - d.score(Q, yq) <= d.bound_ < 1
 
 
 def test_float16_students_halve_the_size(problem, tmp_path):
     X, y, Q, yq, teacher = problem
-    common = {"space": "projection", "temperature": 2.0, "max_epochs": 30, "size_budget_kb": 2}
-    full = NNDistiller(teacher, **common, random_state=0).fit(X, y)
+    common = {"space": "projection", "temperature": 2.0, "max_epochs": 30, "size_budget_kb": 2, "noise_scale": 0.3,
+              "projection_dim": None}
+    full = NNDistiller(teacher, dtype="float32", **common, random_state=0).fit(X, y)
     half = NNDistiller(teacher, dtype="float16", **common, random_state=0).fit(X, y)
     assert half.size_bytes_ <= 2000 and full.size_bytes_ <= 2000
     assert half.score(Q, yq) >= 0.97

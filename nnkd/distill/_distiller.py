@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,16 +16,26 @@ from nnkd._core.kernels import KERNELS
 from nnkd._core.metrics import METRICS
 from nnkd._core.threads import torch_threads
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
+from nnkd.condense import holdout_bound
 from nnkd.distill._augment import make_augmenter
+from nnkd.distill._recipe import (
+    MIN_HOLDOUT,
+    N_CHECKPOINTS,
+    SHORT_SHARE,
+    Recipe,
+    auto_epochs,
+    budget_prototypes,
+    make_grid,
+    staged_candidates,
+)
 from nnkd.index import make_index
 from nnkd.neighbors import MarginCondensedNN
-from nnkd.student import DTYPES, ProjectionStudent, PrototypeStudent, Student, cell_layout
+from nnkd.student import ProjectionStudent, PrototypeStudent, Student, cell_layout
+from nnkd.student._storage import stored_bytes
 
-#: Prototypes used by ``space="projection"`` when no size budget is given.
-DEFAULT_PROJECTION_PROTOTYPES = 256
-#: Candidates of ``noise_scale="auto"``.
-NOISE_GRID = (0.1, 0.3, 0.6, 1.0)
-_AUTO_HOLDOUT = 0.15
+#: Temperature of the condensed spaces' label vectors under ``temperature="auto"``: the
+#: teacher's own probabilities, so ``predict_proba`` is as calibrated as the teacher.
+CONDENSED_TEMPERATURE = 1.0
 
 
 def check_teacher(teacher) -> None:
@@ -67,12 +78,18 @@ def _cell_means(owner: np.ndarray, T: np.ndarray, support: np.ndarray) -> np.nda
 class NNDistiller(ClassifierMixin, BaseEstimator):
     """Distil a teacher into a small nearest-prototype student.
 
-    ``fit(X_transfer)`` labels the transfer rows with the teacher's soft labels (temperature
-    ``temperature``), condenses them with :class:`~nnkd.MarginCondensedNN` on the teacher's
+    ``fit(X_transfer)`` labels the transfer rows with the teacher's soft labels, condenses them with :class:`~nnkd.MarginCondensedNN` on the teacher's
     hard labels in the chosen space, and gives each prototype the mean teacher distribution
     of its Voronoi cell. ``space="projection"`` then learns a linear projection, the
     prototypes and their label vectors jointly (ProtoNN's model, RBF kernel) to match the
     teacher's distribution, starting from the condensed set.
+
+    For ``space="projection"`` the parameters left at ``"auto"`` (storage type, projection
+    width, temperature, augmentation noise, training length) are chosen inside ``fit`` on a
+    held-out ``validation_fraction`` of the transfer rows, by fidelity to the teacher of the
+    student as it ships (see :mod:`nnkd.distill._recipe`); the choice is ``recipe_``. The
+    student is not refitted on those rows, which then give ``bound_``, a held-out bound on
+    its error with a union bound over every recipe and checkpoint it could have returned.
 
     Parameters
     ----------
@@ -99,25 +116,35 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         over its prototypes (``"input"``/``"teacher"``; a projection student is evaluated exactly).
     index_params : dict, default=None
         Build and query parameters of the backend.
-    temperature : float, default=4.0
-        Temperature of the teacher's soft labels (and of the KD loss).
+    temperature : float or "auto", default="auto"
+        Temperature of the teacher's soft labels (and of the KD loss). ``"auto"``: chosen
+        from ``_recipe.TEMPERATURES`` (``"projection"``); the teacher's own probabilities
+        (1.0) for the condensed spaces' label vectors.
     size_budget_kb : float, default=None
-        Largest student size in kB (1000 bytes), every prediction parameter counted at ``dtype``.
-    dtype : {"float32", "float16"}, default="float32"
-        Storage type of the student's parameters; ``"float16"`` fits twice the parameters in a
-        budget (rounded once after training; computation stays in float32).
-    projection_dim : int, default=None
-        Width of the learned projection (default ``min(n_features, 16)``).
-    augment : {"noise", "mixup"} or callable, default=None
+        Largest student size in kB (1000 bytes), every prediction parameter counted at its
+        storage type (int8 scales included).
+    dtype : {"auto", "float32", "float16", "int8"}, default="auto"
+        Storage type of the student's parameters, rounded once after training (computation
+        stays in float32): ``"float16"`` fits twice the parameters in a budget, ``"int8"``
+        about four times (one float32 scale per column). ``"auto"``: ``"projection"`` under a
+        budget chooses among the three (more, coarser prototypes or fewer, finer ones);
+        otherwise float32.
+    projection_dim : int, "auto" or None, default="auto"
+        Width of the learned projection: chosen from ``_recipe.PROJECTION_DIMS`` (capped by
+        ``n_features``), or fixed (``None``: ``min(n_features, 16)``).
+    augment : {"noise", "mixup"}, callable or None, default="noise"
         ``"projection"`` only: perturbed copies of each batch labelled by the teacher on the
-        fly (function matching, Beyer et al. 2022). A callable gets ``(batch, rng)`` in the
-        standardised space and returns the perturbed batch.
-    noise_scale : float or "auto", default=0.3
-        Standard deviation of ``augment="noise"`` (standardised units). ``"auto"`` picks it
-        from :data:`NOISE_GRID` by fidelity to the teacher on a held-out 15 % of the transfer
-        rows (each candidate trained for a third of ``max_epochs``), then trains on all rows;
-        the choice is in ``noise_scale_``. The best scale depends on the data (letter prefers
-        0.3, usps 1.0).
+        fly (function matching, Beyer et al. 2022; the teacher is called on every batch). A
+        callable gets ``(batch, rng)`` in the standardised space and returns the perturbed
+        batch. ``None``: the transfer rows only.
+    noise_scale : float or "auto", default="auto"
+        Standard deviation of ``augment="noise"`` (standardised units); ``"auto"``: chosen
+        from ``_recipe.NOISE_GRID`` (the best scale depends on the data: letter prefers 0.3,
+        usps 1.0).
+    validation_fraction : float, default=0.1
+        ``"projection"``: transfer rows held out to choose the recipe and the checkpoint and
+        to bound the student's error (no selection and no bound when that is fewer than 10
+        rows).
     subclasses : int, default=None
         LELP (Loo et al. 2024) for binary and few-class teachers: split each class into this many
         pseudo-subclasses along the principal directions of the teacher's embeddings that its
@@ -135,7 +162,9 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         ``temperature=1``.
     slam_coverage : float, default=0.95
         Share of validation rows whose true label must lie in the teacher's top-k.
-    max_epochs : int, default=60
+    max_epochs : int or "auto", default="auto"
+        Training length of the projection student (the best of 10 held-out checkpoints is
+        kept); ``"auto"``: about 16,000 optimiser steps, between 30 and 1,000 epochs.
     lr : float, default=0.01
     batch_size : int, default=256
     delta : float, default=0.05
@@ -158,12 +187,24 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
     prototypes_ : ndarray of shape (n_prototypes, n_dims)
     size_bytes_ : int
     bound_ : float or None
-        Compression bound on the error against the teacher's labels (``"input"`` and
-        ``"teacher"``; ``None`` for a learned projection, which is not a sample compression).
+        An upper bound on the student's error rate, holding with probability ``1 - delta``,
+        clipped to 1 (``bound_vacuous_``). ``"input"``/``"teacher"``: the compression bound
+        of the condensed set on its disagreement with the teacher's labels
+        (``bound_kind_ = "compression"``). ``"projection"``: the held-out bound
+        (``bound_kind_ = "held-out"``) on the error against ``y`` where the held-out rows are
+        labelled, otherwise on disagreement with the teacher (``bound_target_``); ``None``
+        when too few rows were held out.
+    bound_kind_ : {"compression", "held-out"} or None
+    bound_target_ : {"labels", "teacher"} or None
+    bound_vacuous_ : bool or None
+    recipe_ : dict or None
+        ``"projection"``: the chosen ``dtype``, ``projection_dim``, ``n_prototypes``,
+        ``temperature``, ``noise_scale``, ``epochs`` (of the kept checkpoint), its
+        ``validation_fidelity``, and every candidate tried with its held-out fidelity.
     training_fidelity_ : float
         Top-1 agreement with the teacher on the transfer set.
     loss_curve_ : list of float
-        ``"projection"``: mean loss per epoch.
+        ``"projection"``: mean loss per epoch of the final run.
 
     References
     ----------
@@ -182,17 +223,18 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         "metric": [StrOptions(set(METRICS))],
         "index": [str],
         "index_params": [dict, None],
-        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "temperature": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "size_budget_kb": [Interval(Real, 0, None, closed="neither"), None],
-        "dtype": [StrOptions({"float32", "float16"})],
-        "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "dtype": [StrOptions({"auto", "float32", "float16", "int8"})],
+        "projection_dim": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "augment": [StrOptions({"noise", "mixup"}), callable, None],
         "noise_scale": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "subclasses": [Interval(Integral, 2, None, closed="left"), None],
         "alpha": [Interval(Real, 0, 1, closed="both")],
         "loss": [StrOptions({"kd", "slam"})],
         "slam_coverage": [Interval(Real, 0, 1, closed="right")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "delta": [Interval(Real, 0, 1, closed="neither")],
@@ -202,9 +244,10 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, teacher=None, *, space="input", condenser=None, n_neighbors=1, kernel="uniform",
-                 metric="euclidean", index="exact", index_params=None, temperature=4.0, size_budget_kb=None, dtype="float32", projection_dim=None,
-                 augment=None, noise_scale=0.3, subclasses=None, alpha=0.0, loss="kd", slam_coverage=0.95,
-                 max_epochs=60, lr=0.01, batch_size=256, delta=0.05, random_state=None, n_jobs=None, verbose=False):
+                 metric="euclidean", index="exact", index_params=None, temperature="auto", size_budget_kb=None,
+                 dtype="auto", projection_dim="auto", augment="noise", noise_scale="auto", validation_fraction=0.1,
+                 subclasses=None, alpha=0.0, loss="kd", slam_coverage=0.95, max_epochs="auto", lr=0.01,
+                 batch_size=256, delta=0.05, random_state=None, n_jobs=None, verbose=False):
         self.teacher = teacher
         self.space = space
         self.condenser = condenser
@@ -219,6 +262,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         self.projection_dim = projection_dim
         self.augment = augment
         self.noise_scale = noise_scale
+        self.validation_fraction = validation_fraction
         self.subclasses = subclasses
         self.alpha = alpha
         self.loss = loss
@@ -232,9 +276,6 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- helpers ------------------------------------------------------------------------------
-    def _budget_floats(self) -> int | None:
-        return None if self.size_budget_kb is None else int(self.size_budget_kb * 1000 // DTYPES[self.dtype])
-
     def _student_input(self, X):
         return self.teacher_.embed(X) if self.space == "teacher" else X
 
@@ -260,7 +301,8 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         # One draw from random_state seeds everything below: an int gives the same student
         # every time, None fresh randomness (never a silent 0).
         self._seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        T = teacher_soft_labels(self.teacher_, X, self.temperature)
+        condensed_t = CONDENSED_TEMPERATURE if self.temperature == "auto" else self.temperature
+        T = teacher_soft_labels(self.teacher_, X, condensed_t)
         n_classes = T.shape[1]
         y_codes = None
         if y is not None:
@@ -292,17 +334,26 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             H = self.teacher_.embed(X)
             self.lelp_ = LELPSplit(self.teacher_.classifier_weights(), self.subclasses).fit(H, hard, n_classes)
             T_out = self.lelp_.targets(H, T)
+        self.recipe_ = None
         if self.space == "projection":
             Z = X
-            student = self._fit_projection(X, T if self.lelp_ is None else T_out, hard, y_codes)
+
+            def targets_at(t: float) -> np.ndarray:
+                soft = T if t == condensed_t else teacher_soft_labels(self.teacher_, X, t)
+                return soft if self.lelp_ is None else self.lelp_.targets(H, soft)
+
+            student = self._fit_projection(X, hard, y_codes, targets_at)
         else:
             Z = H if self.space == "teacher" and self.lelp_ is not None else self._student_input(X)
             # Condense on subclass labels with LELP (finer cells), keep class distributions.
-            student = self._fit_condensed(Z, T, hard if self.lelp_ is None else T_out.argmax(axis=1))
+            student = self._fit_condensed(Z, T, hard if self.lelp_ is None else T_out.argmax(axis=1), condensed_t)
         self.student_ = student
         self.prototypes_ = student.prototypes
         self.size_bytes_ = student.size_bytes
         self.bound_ = student.bound
+        self.bound_kind_ = student.bound_kind
+        self.bound_target_ = student.meta.get("bound_target")
+        self.bound_vacuous_ = None if self.bound_ is None else self.bound_ >= 1.0
         pred = np.argmax(student.predict_proba(Z), axis=1)
         self.training_fidelity_ = float(np.mean(pred == hard))
         return self
@@ -315,7 +366,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         else:
             cond = MarginCondensedNN(method="hart")
         params = {"metric": self.metric, "n_jobs": self.n_jobs, "random_state": self._seed, "index": self.index,
-                  "index_params": self.index_params}
+                  "index_params": self.index_params, "delta": self.delta}
         if target is not None:
             params["target_size"] = target
         elif cap is not None:
@@ -323,15 +374,17 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             params["max_prototypes"] = cap if current is None or isinstance(current, float) else min(current, cap)
         return cond.set_params(**params)
 
-    def _fit_condensed(self, Z: np.ndarray, T: np.ndarray, hard: np.ndarray) -> Student:
+    def _fit_condensed(self, Z: np.ndarray, T: np.ndarray, hard: np.ndarray, temperature: float) -> Student:
         Z = np.ascontiguousarray(Z, dtype=np.float32)
-        floats = self._budget_floats()
+        dtype = "float32" if self.dtype == "auto" else self.dtype
         cap = None
-        if floats is not None:
-            cap = floats // (Z.shape[1] + T.shape[1])
+        if self.size_budget_kb is not None:
+            def size(m):
+                return stored_bytes((np.empty((m, Z.shape[1])), np.empty((m, T.shape[1]))), dtype)
+            cap = int((self.size_budget_kb * 1000 - size(0)) // (size(1) - size(0)))
             if cap < 1:
                 raise ValueError(f"size_budget_kb={self.size_budget_kb} cannot hold one prototype of "
-                                 f"{Z.shape[1] + T.shape[1]} floats; raise it.")
+                                 f"{Z.shape[1] + T.shape[1]} parameters; raise it.")
         cond = self._condenser(cap).fit(Z, hard)
         owner = cond.index_.query(Z, 1)[1][:, 0]
         m = cond.support_.shape[0]
@@ -340,38 +393,145 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             classes=self.classes_, prototypes=Z[cond.support_], label_vectors=_cell_means(owner, T, cond.support_),
             space=self.space, metric=self.metric, n_neighbors=min(self.n_neighbors, m), kernel=self.kernel,
             index=self.index, index_params=self.index_params or {}, support=cond.support_, cell_indptr=indptr,
-            cell_indices=indices, bound=float(cond.bound_), dtype=self.dtype,
-            meta={"teacher_temperature": self.temperature, "condenser": cond.method})
-        if self.dtype == "float32":              # the same prototypes: search the condenser's index
+            cell_indices=indices, bound=float(cond.bound_), bound_kind="compression", dtype=dtype,
+            meta={"teacher_temperature": temperature, "condenser": cond.method, "bound_target": "teacher",
+                  "bound_delta": cond.delta})
+        if dtype == "float32":              # the same prototypes: search the condenser's index
             student.attach_index(cond.index_)
         return student
 
-    def _fit_projection(self, X, T, hard, y_codes) -> Student:
-        torch = import_optional("torch", "torch==2.13.0", "NNDistiller(space='projection')",
-                                hint="the CPU build; see README")
+    def _fit_projection(self, X, hard, y_codes, targets_at) -> Student:
+        import_optional("torch", "torch==2.13.0", "NNDistiller(space='projection')", hint="the CPU build; see README")
+        import torch
 
-        from nnkd.distill._projection import ProtoNNModule, train_prototypes
+        from nnkd.distill._projection import train_prototypes
 
         n, d = X.shape
-        L = T.shape[1]
-        k = min(d, self.projection_dim or 16)
-        floats = self._budget_floats()
-        m = DEFAULT_PROJECTION_PROTOTYPES
-        if floats is not None:
-            # Per prototype k coordinates and L label-vector entries; then W (k x d), gamma and,
-            # with LELP, the class of each of the L outputs.
-            m = (floats - k * d - 1 - (0 if self.lelp_ is None else L)) // (k + L)
-            if m < 2:
-                raise ValueError(f"size_budget_kb={self.size_budget_kb} leaves room for {max(m, 0)} prototypes "
-                                 f"after the {k}x{d} projection; raise it or lower projection_dim.")
-        m = min(m, n)
-        mean = X.mean(axis=0)
-        scale = X.std(axis=0)
+        n_outputs = targets_at(1.0).shape[1]
+        budget = None if self.size_budget_kb is None else int(self.size_budget_kb * 1000)
+        grid = make_grid(dtype=self.dtype, projection_dim=self.projection_dim, temperature=self.temperature,
+                         noise_scale=self.noise_scale, augment=self.augment, loss=self.loss,
+                         has_budget=budget is not None, n_features=d)
+        # The held-out rows choose the recipe and then bound the student's error; the student
+        # is never trained on them (nor is the standardisation), so the bound stays honest.
+        perm = np.random.default_rng(self._seed).permutation(n)
+        n_val = int(round(self.validation_fraction * n))
+        if n_val < MIN_HOLDOUT or n - n_val < 2:
+            n_val = 0
+        val, rows = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        epochs = self.max_epochs if self.max_epochs != "auto" else auto_epochs(len(rows), self.batch_size)
+        mean = X[rows].mean(axis=0)
+        scale = X[rows].std(axis=0)
         scale[scale == 0] = 1.0
         Xs = ((X - mean) / scale).astype(np.float32)
-        # PCA start: the top-k right singular vectors of the standardised rows.
-        W0 = np.linalg.svd(Xs[: min(n, 20000)], full_matrices=False)[2][:k].astype(np.float32)
-        Xp = Xs @ W0.T
+        W_pca = np.linalg.svd(Xs[rows[:20000]], full_matrices=False)[2].astype(np.float32)
+        targets = {t: targets_at(t) for t in grid.temperatures}
+        slam = None
+        if self.loss == "slam":
+            from nnkd.distill._slam import slam_estimates
+
+            T1 = targets_at(1.0)
+            labelled = y_codes >= 0
+            slam = slam_estimates(T1[labelled], y_codes[labelled], T1, self.slam_coverage)
+        subclasses = self.lelp_ is not None
+
+        def recipe_of(key) -> Recipe | None:
+            dtype, k, t, noise = key
+            m = min(budget_prototypes(budget, k, d, n_outputs, subclasses, dtype), len(rows))
+            return None if m < 2 else Recipe(dtype, k, int(m), t, noise)
+
+        def start(recipe: Recipe):
+            return self._initial_module(Xs[rows] @ W_pca[:recipe.projection_dim].T, W_pca[:recipe.projection_dim],
+                                        hard[rows], targets[recipe.temperature][rows], recipe.n_prototypes)
+
+        def train(module, recipe: Recipe, n_epochs: int, on_epoch=None):
+            def relabel(xa):
+                raw = xa * scale + mean
+                soft = self.teacher_.soft_labels(raw, recipe.temperature)
+                return soft if self.lelp_ is None else self.lelp_.targets(self.teacher_.embed(raw), soft)
+
+            augment = None if self.augment is None else make_augmenter(self.augment, recipe.noise_scale or 0.0)
+            return train_prototypes(
+                module, Xs[rows], targets[recipe.temperature][rows], temperature=recipe.temperature,
+                relabel=relabel if augment else None, augment=augment,
+                y_codes=None if y_codes is None else y_codes[rows], alpha=self.alpha, epochs=n_epochs, lr=self.lr,
+                batch_size=self.batch_size, seed=self._seed,
+                slam=None if slam is None else (slam[0][rows], slam[1][rows]), progress=self.verbose,
+                on_epoch=on_epoch)
+
+        def fidelity(module, recipe: Recipe) -> float:
+            student = self._projection_student(module, recipe, mean, scale, None)
+            return float(np.mean(np.argmax(student.predict_proba(X[val]), axis=1) == hard[val]))
+
+        log, scored = [], {}
+        with torch_threads(torch, self.n_jobs):
+            if n_val and grid.size() > 1:
+                best: dict = {}
+                short = max(1, int(round(epochs * SHORT_SHARE)))
+                for stage in range(3):
+                    options = [key for key in staged_candidates(grid, best, stage) if recipe_of(key) is not None]
+                    for key in options:
+                        if key not in scored:
+                            recipe = recipe_of(key)
+                            module = start(recipe)
+                            train(module, recipe, short)
+                            scored[key] = fidelity(module, recipe)
+                            log.append({**recipe.as_dict(), "epochs": short, "validation_fidelity": scored[key]})
+                    if options:                       # ties: the earlier candidate
+                        best["key"] = max(options, key=lambda k: (scored[k], -options.index(k)))
+                key = best.get("key", grid.first())
+            else:
+                key = grid.first()
+            recipe = recipe_of(key)
+            if recipe is None:
+                raise ValueError(f"size_budget_kb={self.size_budget_kb} leaves room for fewer than 2 prototypes "
+                                 f"after the {key[1]}x{d} projection; raise it or lower projection_dim.")
+            module = start(recipe)
+            # N_CHECKPOINTS evenly spaced epochs (fewer for a short run), the last included.
+            checkpoints = (sorted({int(round(e)) for e in np.linspace(epochs / N_CHECKPOINTS, epochs, N_CHECKPOINTS)}
+                                  - {0}) if n_val else [])
+            kept = {"fidelity": -1.0, "epoch": epochs, "state": None}
+
+            def checkpoint(epoch: int) -> None:
+                if epoch in checkpoints:
+                    f = fidelity(module, recipe)
+                    if f >= kept["fidelity"]:             # ties: the longer-trained one
+                        kept.update(fidelity=f, epoch=epoch, state=copy.deepcopy(module.state_dict()))
+
+            self.loss_curve_ = train(module, recipe, epochs, checkpoint)
+            if kept["state"] is not None:
+                module.load_state_dict(kept["state"])
+        owner_space = self._projection_student(module, recipe, mean, scale, None)
+        owner = make_index("exact").fit(owner_space.prototypes).query(owner_space.transform(X), 1)[1][:, 0]
+        student = self._projection_student(module, recipe, mean, scale, cell_layout(owner, recipe.n_prototypes))
+        self.noise_scale_ = recipe.noise_scale
+        self.recipe_ = {**recipe.as_dict(), "epochs": kept["epoch"], "max_epochs": epochs,
+                        "validation_rows": int(n_val), "validation_fidelity": kept["fidelity"] if n_val else None,
+                        "candidates": log}
+        self.bound_, self.bound_target_ = None, None
+        if n_val:
+            pred = np.argmax(student.predict_proba(X[val]), axis=1)
+            labelled = np.ones(n_val, dtype=bool) if y_codes is None else y_codes[val] >= 0
+            if y_codes is not None and labelled.any():
+                errors, n_eval, self.bound_target_ = int(np.sum(pred[labelled] != y_codes[val][labelled])), \
+                    int(labelled.sum()), "labels"
+            else:
+                errors, n_eval, self.bound_target_ = int(np.sum(pred != hard[val])), n_val, "teacher"
+            # Union bound over every student this procedure could have returned: any recipe of
+            # the grid, at any checkpoint.
+            n_candidates = grid.size() * len(checkpoints)
+            self.bound_ = float(holdout_bound(errors, n_eval, self.delta, n_candidates))
+            student.bound, student.bound_kind = self.bound_, "held-out"
+            student.meta.update(bound_target=self.bound_target_, bound_delta=self.delta,
+                                bound_candidates=n_candidates, bound_rows=n_eval)
+        student.meta["recipe"] = {k: v for k, v in self.recipe_.items() if k != "candidates"}
+        return student
+
+    def _initial_module(self, Xp, W0, hard, T, m):
+        """ProtoNN's start: a KSU net of ``m`` rows in the PCA space, cell-mean label vectors."""
+        from nnkd.distill._projection import ProtoNNModule
+
+        Xp = np.ascontiguousarray(Xp, dtype=np.float32)
         cond = self._condenser(None, target=m).set_params(metric="euclidean").fit(Xp, hard)
         support = cond.support_
         owner = cond.index_.query(Xp, 1)[1][:, 0]
@@ -379,73 +539,24 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         nearest = cond.index_.query(Xp, 2)[0]
         scale_d = float(np.median(nearest[nearest > 0])) if (nearest > 0).any() else 1.0
         module = ProtoNNModule(W0, Xp[support], np.log(P + 1e-2).astype(np.float32) + 5.0, 1.0 / scale_d)
-        slam = None
-        if self.loss == "slam":
-            from nnkd.distill._slam import slam_estimates
+        module.support = support
+        return module
 
-            T1 = np.asarray(self.teacher_.soft_labels(X, 1.0))
-            val = y_codes >= 0
-            slam = slam_estimates(T1[val], y_codes[val], T1, self.slam_coverage)
-        def relabel(xa):
-            raw = xa * scale + mean
-            soft = self.teacher_.soft_labels(raw, self.temperature)
-            return soft if self.lelp_ is None else self.lelp_.targets(self.teacher_.embed(raw), soft)
-
-        def train(mod, rows, epochs, noise):
-            augment = None if self.augment is None else self._augmenter(noise)
-            return train_prototypes(
-                mod, Xs[rows], T[rows], temperature=self.temperature, relabel=relabel if augment else None,
-                augment=augment, y_codes=None if y_codes is None else y_codes[rows], alpha=self.alpha,
-                epochs=epochs, lr=self.lr, batch_size=self.batch_size, seed=self._seed,
-                slam=None if slam is None else (slam[0][rows], slam[1][rows]), progress=self.verbose)
-
-        with torch_threads(torch, self.n_jobs):
-            noise = self.noise_scale
-            if self.augment == "noise" and noise == "auto":
-                noise = self._choose_noise(module, Xs, hard, train)
-            self.noise_scale_ = noise if self.augment == "noise" else None
-            self.loss_curve_ = train(module, np.arange(n), self.max_epochs, noise)
+    def _projection_student(self, module, recipe, mean, scale, cells) -> ProjectionStudent:
         W, B, Z, gamma = module.export()
         # Fold the standardisation into the projection and the prototypes: W((x - mean) / scale) - b
         # = (W / scale) x - (b + (W / scale) mean), so the artifact stores no mean or scale and the
         # 2 * n_features floats they would cost go to prototypes.
         W64 = W.astype(np.float64) / scale[None, :]
         B = (B.astype(np.float64) + W64 @ mean.astype(np.float64)).astype(np.float32)
-        W = W64.astype(np.float32)
-        owner = make_index("exact").fit(B).query(X @ W.T, 1)[1][:, 0]      # cells in the learned space
-        indptr, indices = cell_layout(owner, m)
-        return ProjectionStudent(classes=self.classes_, prototypes=B, label_vectors=Z,
-                       gamma=gamma, projection=W, support=support,
-                       output_classes=None if self.lelp_ is None else self.lelp_.subclass_class,
-                       cell_indptr=indptr, cell_indices=indices, bound=None,
-                       dtype=self.dtype, meta={"teacher_temperature": self.temperature, "projection_dim": k,
-                             "noise_scale": self.noise_scale_,
-                             "augment": self.augment if isinstance(self.augment, str) or self.augment is None
-                             else "callable"})
-
-    def _choose_noise(self, module, Xs, hard, train) -> float:
-        """The candidate of NOISE_GRID whose student agrees best with the teacher on held-out rows."""
-        import copy
-
-        import torch
-
-        rng = np.random.default_rng(self._seed)
-        perm = rng.permutation(Xs.shape[0])
-        n_val = max(1, int(_AUTO_HOLDOUT * Xs.shape[0]))
-        val, fit_rows = perm[:n_val], perm[n_val:]
-        scores = []
-        for noise in NOISE_GRID:
-            candidate = copy.deepcopy(module)
-            train(candidate, fit_rows, max(1, self.max_epochs // 3), noise)
-            with torch.no_grad():
-                out = candidate(torch.from_numpy(Xs[val]))
-            if self.lelp_ is not None:                 # class probability = sum over its subclasses
-                out = torch.softmax(out, 1) @ torch.from_numpy(
-                    np.eye(len(self.classes_), dtype=np.float32)[self.lelp_.subclass_class])
-            pred = out.argmax(1).numpy()
-            scores.append(float(np.mean(pred == hard[val])))
-        self.noise_scores_ = dict(zip(NOISE_GRID, scores, strict=True))
-        return NOISE_GRID[int(np.argmax(scores))]
+        indptr, indices = (None, None) if cells is None else cells
+        return ProjectionStudent(
+            classes=self.classes_, prototypes=B, label_vectors=Z, gamma=gamma, projection=W64.astype(np.float32),
+            support=module.support, output_classes=None if self.lelp_ is None else self.lelp_.subclass_class,
+            cell_indptr=indptr, cell_indices=indices, dtype=recipe.dtype,
+            meta={"teacher_temperature": recipe.temperature, "projection_dim": recipe.projection_dim,
+                  "noise_scale": recipe.noise_scale,
+                  "augment": self.augment if isinstance(self.augment, str) or self.augment is None else "callable"})
 
     def _augmenter(self, noise_scale):
         return make_augmenter(self.augment, noise_scale)

@@ -38,15 +38,17 @@ class ProtoNNModule(torch.nn.Module):
 def train_prototypes(module: ProtoNNModule, X: np.ndarray, T: np.ndarray, *, temperature: float,
                      relabel=None, augment=None, y_codes: np.ndarray | None = None, alpha: float = 0.0,
                      epochs: int = 100, lr: float = 0.01, batch_size: int = 512, seed: int = 0,
-                     slam: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = False) -> list[float]:
+                     slam: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = False,
+                     on_epoch=None) -> list[float]:
     """Minimise the KD loss (plus ``alpha`` x cross-entropy on ``y_codes``) with Adam and a
     cosine learning-rate schedule.
 
     ``augment(xb, rng) -> x_aug`` makes perturbed copies of a batch (standardised space) which
     ``relabel(x_aug) -> teacher probabilities at temperature`` labels on the fly (function
     matching). ``slam=(alpha, k)`` replaces the KD loss on the transfer rows by SLaM's
-    (``y_codes`` of -1 mark unlabelled rows for the cross-entropy). Returns the mean loss of
-    each epoch.
+    (``y_codes`` of -1 mark unlabelled rows for the cross-entropy). ``on_epoch(epoch)`` is
+    called after each epoch (1-based; early stopping's checkpoints). Returns the mean loss
+    of each epoch.
     """
     from tqdm.auto import tqdm
 
@@ -61,7 +63,7 @@ def train_prototypes(module: ProtoNNModule, X: np.ndarray, T: np.ndarray, *, tem
     opt = torch.optim.Adam(module.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
     history = []
-    for _ in tqdm(range(epochs), desc="distill", unit="epoch", disable=not progress):
+    for epoch in tqdm(range(1, epochs + 1), desc="distill", unit="epoch", disable=not progress, leave=False):
         perm = torch.randperm(n, generator=gen)
         total = 0.0
         for s in range(steps):
@@ -84,4 +86,6 @@ def train_prototypes(module: ProtoNNModule, X: np.ndarray, T: np.ndarray, *, tem
             sched.step()
             total += loss.item()
         history.append(total / steps)
+        if on_epoch is not None:
+            on_epoch(epoch)
     return history

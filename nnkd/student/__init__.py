@@ -12,9 +12,9 @@ One protocol (:class:`Student`: ``predict``, ``predict_proba``, ``explain``, ``d
 """
 
 from nnkd.student._base import DTYPES, Student, load_student, read_student_metadata, register_kind, student_kinds
-from nnkd.student._projection import ProjectionStudent
+from nnkd.student._projection import ProjectionStudent, projection_size_bytes
 from nnkd.student._prototypes import PrototypeRegressor, PrototypeStudent, cell_layout
 from nnkd.student._tree import TREE_INFERENCE, TreeStudent
 
 __all__ = ["DTYPES", "TREE_INFERENCE", "ProjectionStudent", "PrototypeRegressor", "PrototypeStudent", "Student",
-           "TreeStudent", "cell_layout", "load_student", "read_student_metadata", "register_kind", "student_kinds"]
+           "TreeStudent", "cell_layout", "load_student", "projection_size_bytes", "read_student_metadata", "register_kind", "student_kinds"]

@@ -14,8 +14,18 @@ import numpy as np
 
 from nnkd.index import make_index
 from nnkd.student._storage import stored_bytes
-from nnkd.student._base import DTYPES, choice_param, float_array, positive_param, register_kind
+from nnkd.student._base import choice_param, float_array, positive_param, register_kind
 from nnkd.student._prototypes import PrototypeEvidence
+
+
+def projection_size_bytes(n_prototypes: int, n_dims: int, n_features: int, n_outputs: int, subclasses: bool,
+                          dtype: str) -> int:
+    """Bytes of a projection student of these shapes at ``dtype``: prototypes, label vectors
+    and projection (int8 scales included), gamma (4 bytes) and, with pseudo-subclasses, one
+    int32 class code per output."""
+    shapes = ((n_prototypes, n_dims), (n_prototypes, n_outputs), (n_dims, n_features))
+    return (stored_bytes([np.empty(s, np.float32) for s in shapes], dtype) + 4
+            + (4 * n_outputs if subclasses else 0))
 
 
 @register_kind
@@ -80,9 +90,8 @@ class ProjectionStudent(PrototypeEvidence):
 
     @property
     def size_bytes(self) -> int:
-        # gamma is stored at full precision; output_classes at the float width, as before.
-        n = 4 + (0 if self.output_classes is None else DTYPES[self.dtype] * self.output_classes.size)
-        return n + stored_bytes((self.prototypes, self.label_vectors, self.projection), self.dtype)
+        return projection_size_bytes(self.prototypes.shape[0], self.prototypes.shape[1], self.n_features_in,
+                                     self.label_vectors.shape[1], self.output_classes is not None, self.dtype)
 
     def expects(self) -> str:
         return f"raw input rows: {self.n_features_in} values per instance (projected by the student)"
