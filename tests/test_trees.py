@@ -11,6 +11,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import load_digits, make_blobs
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from nnkd.condense import holdout_bound
 from nnkd.distill import (
     DataImpressions,
     DirichletMixup,
@@ -196,7 +197,7 @@ def test_the_tree_learns_the_targets_it_is_given():
     assert 0.1 < np.mean(t_pred != y) < 0.45                  # the two really disagree
     tree = SoftDecisionTreeClassifier(depth=2, max_epochs=30, batch_size=64, random_state=0)
     hard = tree.fit(X, y)
-    dist = TreeDistiller(teacher, tree=tree).fit(X)
+    dist = TreeDistiller(teacher, tree=tree, augment=None).fit(X)
     assert dist.fidelity(X) >= 0.95 and dist.training_fidelity_ >= 0.95
     assert np.mean(hard.predict(X) == t_pred) <= dist.fidelity(X) - 0.1
     assert np.mean(hard.predict(X) == y) >= 0.95
@@ -209,7 +210,8 @@ def test_tree_distiller_alpha_mixes_the_labels_into_the_targets(digits, digits_t
     X, y = X[:400], y[:400]
     names = np.array(list("abcdefghij"))[y]
     tree = SoftDecisionTreeClassifier(depth=3, max_epochs=3, batch_size=64, random_state=0)
-    dist = TreeDistiller(digits_teacher, tree=tree, temperature=4.0, alpha=0.7).fit(X, names)
+    dist = TreeDistiller(digits_teacher, tree=tree, temperature=4.0, alpha=0.7, augment=None,
+                         validation_fraction=0.0).fit(X, names)
     targets = 0.3 * digits_teacher.soft_labels(X, 4.0) + 0.7 * np.eye(10)[y]
     direct = SoftDecisionTreeClassifier(depth=3, max_epochs=3, batch_size=64, random_state=0).fit(
         X, names, soft_targets=targets)
@@ -233,16 +235,62 @@ def test_tree_distiller_alpha_one_follows_the_labels():
     y = (X[:, 0] > 2).astype(int)
     teacher = CallableTeacher(logits=lambda Z: np.c_[np.zeros(len(Z)), 3 * (Z[:, 0] + Z[:, 1] - 2)])
     tree = SoftDecisionTreeClassifier(depth=2, max_epochs=30, batch_size=64, random_state=0)
-    labels = TreeDistiller(teacher, tree=tree, alpha=1.0).fit(X, y)
-    soft = TreeDistiller(teacher, tree=tree, alpha=0.0).fit(X, y)
+    labels = TreeDistiller(teacher, tree=tree, alpha=1.0, temperature=1.0, augment=None,
+                           validation_fraction=0.0).fit(X, y)
+    soft = TreeDistiller(teacher, tree=tree, alpha=0.0, temperature=1.0, augment=None,
+                         validation_fraction=0.0).fit(X, y)
     assert labels.score(X, y) >= 0.95 and soft.score(X, y) <= labels.score(X, y) - 0.1
     assert soft.fidelity(X) >= 0.95 and labels.training_fidelity_ <= soft.training_fidelity_ - 0.1
+
+
+def _disagreeing_problem():
+    X, _ = make_blobs(1500, n_features=2, centers=[[0, 0], [4, 0]], cluster_std=1.5, random_state=0)
+    X = X.astype(np.float32)
+    y = (X[:, 0] > 2).astype(int)
+    teacher = CallableTeacher(logits=lambda Z: np.c_[np.zeros(len(Z)), 3 * (Z[:, 0] + Z[:, 1] - 2)])
+    return X, y, teacher
+
+
+def test_tree_distiller_falls_back_to_the_labels_when_the_teacher_hurts():
+    """A teacher that disagrees with y on a wide band: on held-out rows the labels-only tree is
+    more accurate than every distilled one, so fit keeps it and says so."""
+    X, y, teacher = _disagreeing_problem()
+    tree = SoftDecisionTreeClassifier(depth=2, max_epochs=20, batch_size=64, random_state=0)
+    dist = TreeDistiller(teacher, tree=tree).fit(X, y)
+    assert dist.fell_back_to_labels_ and dist.recipe_["source"] == "labels"
+    scores = [c["validation_score"] for c in dist.recipe_["candidates"]]
+    assert scores[0] == max(scores) and len(scores) == 4
+    # the student is the tree fitted to the training rows' labels (an exact oracle)
+    n_val = dist.recipe_["validation_rows"]
+    seed = int(np.random.RandomState(0).randint(np.iinfo(np.int32).max))
+    rows = np.sort(np.random.default_rng(seed).permutation(len(X))[n_val:])
+    direct = SoftDecisionTreeClassifier(depth=2, max_epochs=20, batch_size=64, random_state=0).fit(X[rows], y[rows])
+    assert_allclose(dist.student_.gate_weights, direct.student_.gate_weights, rtol=1e-5, atol=1e-6)
+    assert dist.bound_target_ == "labels" and dist.student_.bound_kind == "held-out"
+
+
+def test_tree_distiller_keeps_the_distilled_tree_where_it_is_more_accurate(digits, digits_teacher):
+    X, y, Q, yq = digits
+    tree = SoftDecisionTreeClassifier(depth=4, max_epochs=10, random_state=0)
+    dist = TreeDistiller(digits_teacher, tree=tree).fit(X, y)
+    cands = dist.recipe_["candidates"]
+    best = max(range(len(cands)), key=lambda i: (cands[i]["validation_score"], -i))
+    assert dist.recipe_["source"] == cands[best]["source"] and dist.fell_back_to_labels_ == (best == 0)
+    # the reported held-out score is recounted from the seeded split; the bound follows from it
+    n_val = dist.recipe_["validation_rows"]
+    seed = int(np.random.RandomState(0).randint(np.iinfo(np.int32).max))
+    val = np.sort(np.random.default_rng(seed).permutation(len(X))[:n_val])
+    acc = np.mean(dist.predict(X[val]) == y[val])
+    assert dist.recipe_["validation_score"] == pytest.approx(acc)
+    errors = int(round((1 - acc) * n_val))
+    assert dist.bound_ == pytest.approx(holdout_bound(errors, n_val, 0.05, len(cands)))
+    assert 1 - dist.score(Q, yq) <= dist.bound_
 
 
 def test_tree_distiller_on_digits(digits, digits_teacher):
     X, y, Q, yq = digits
     tree = SoftDecisionTreeClassifier(depth=4, max_epochs=15, random_state=0)
-    dist = TreeDistiller(digits_teacher, tree=tree, temperature=2.0, augment="noise").fit(X)
+    dist = TreeDistiller(digits_teacher, tree=tree, temperature=2.0, augment="noise", validation_fraction=0.0).fit(X)
     assert dist.score(Q, yq) > 0.75 and dist.fidelity(Q) > 0.75
     assert dist.student_.meta["teacher_temperature"] == 2.0 and dist.student_.meta["soft_targets"] is True
     assert_array_equal(dist.classes_, np.arange(10)) and dist.size_bytes_ == dist.to_student().size_bytes
@@ -456,8 +504,10 @@ def test_tree_distiller_feeds_every_copy_to_the_tree(digits, digits_teacher):
             return self.teacher.soft_labels(Z, temperature)
 
     tree = SoftDecisionTreeClassifier(depth=2, max_epochs=1, batch_size=64, random_state=0)
-    dist = TreeDistiller(Counting(digits_teacher), tree=tree, augment="noise", augment_copies=3).fit(X)
-    assert seen[0] == 256 and seen[1:] == [3 * 64] * 4
+    dist = TreeDistiller(Counting(digits_teacher), tree=tree, augment="noise", augment_copies=3, temperature=1.0,
+                         validation_fraction=0.0).fit(X)
+    # the teacher's labels of all rows (fidelity), of the training rows (targets), then the copies
+    assert seen[:2] == [256, 256] and seen[2:] == [3 * 64] * 4
     assert dist.student_.meta["augment_copies"] == 3
     with pytest.raises(ValueError, match="augment_copies"):
         TreeDistiller(digits_teacher, tree=tree, augment="noise", augment_copies=0).fit(X)
