@@ -169,6 +169,23 @@ def test_auto_selection_falls_back_to_validation_where_the_bound_is_vacuous(nois
     assert student.describe()["bound_vacuous"] == auto.bound_vacuous_
 
 
+def test_auto_trusts_the_bound_only_where_it_beats_a_constant_classifier():
+    # Imbalanced, separable-ish data: the bound's minimum can be below 1 yet above the
+    # majority-class error; "auto" then validates, never returning a net worse than a guess.
+    cases = [make_classification(3000, 5, n_informative=3, weights=[0.9, 0.1], flip_y=0.02, random_state=s)
+             for s in range(2)] + [_separated()]
+    for X, y in cases:
+        auto = MarginCondensedNN(random_state=0).fit(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bound = MarginCondensedNN(selection="bound", random_state=0).fit(X, y)
+        trivial = 1 - np.bincount(y).max() / len(y)
+        q = min(bound.selection_curve_["bound"])
+        assert auto.selection_ == ("bound" if q < trivial else "validation")
+        if auto.selection_ == "validation":
+            assert auto.score(X, y) >= 1 - trivial
+
+
 def test_certifying_limit_is_the_last_size_whose_bound_can_be_below_one():
     for n in (50, 600, 10_000):
         k = certifying_limit(n, 0.05)

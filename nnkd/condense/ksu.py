@@ -47,7 +47,8 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
     selection : {"auto", "bound", "validation"}, default="auto"
         ``"bound"`` picks the prefix minimising ``Q(n, alpha(m), 2m, delta)``
         (Kontorovich, Sabato and Weiss); ``"auto"`` does so where that minimum certifies
-        something (``Q < 1``) and falls back to ``"validation"`` otherwise; ``"validation"`` holds out stratified folds of
+        more than the constant majority-class classifier's error (:func:`trivial_error`) and
+        falls back to ``"validation"`` otherwise; ``"validation"`` holds out stratified folds of
         ``validation_fraction`` of the rows (``round(1 / validation_fraction)`` folds, so
         every row is held out once), sums the held-out error of every net size (up to
         ``max_prototypes``, or half the training rows) over the folds, picks the smallest size whose held-out error rate is within
@@ -109,8 +110,12 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
                 f"at {best} prototypes): with n={n} samples it certifies nothing, and its argmin is "
                 "an arbitrary net. Use selection='validation' (or target_size) to choose the size.",
                 UserWarning, stacklevel=3)
-    # "auto" keeps the bound's choice too where there are fewer rows than validation folds.
-    if selection == "bound" or (selection == "auto" and (bound[best - 1] < 1.0 or n < _n_folds(validation_fraction))):
+    # "auto" trusts the bound where it certifies more than a constant classifier would (the
+    # majority class errs on 1 - its share of the rows): a bound between that and 1 is a
+    # certificate for a classifier no better than a guess. It also keeps the bound's choice
+    # where there are fewer rows than validation folds.
+    if selection == "bound" or (selection == "auto" and (bound[best - 1] < trivial_error(y)
+                                                         or n < _n_folds(validation_fraction))):
         # The traversal keeps only the cells of its last prefix; replaying the (identical)
         # first `best` steps is cheaper than recording every row's cell at every step.
         final = run_greedy(X, code, start=int(net.order[0]), max_centres=best, labels=y,
@@ -144,6 +149,12 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
     if bound_curve is not None:                   # "auto": the bound was vacuous; show why
         curve["bound_curve"] = bound_curve
     return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve, selection="validation")
+
+
+def trivial_error(y) -> float:
+    """Training error of the constant classifier that predicts the most frequent class."""
+    counts = np.bincount(y)
+    return 1.0 - counts.max() / counts.sum()
 
 
 def certifying_limit(n: int, delta: float) -> int:

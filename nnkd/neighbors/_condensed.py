@@ -53,8 +53,9 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         Confidence parameter of the bound (it holds with probability ``1 - delta``).
     selection : {"auto", "bound", "validation"}, default="auto"
         How ``"ksu"`` picks the net size: the bound, held-out error, or ``"auto"``: the
-        bound's choice where its minimum certifies something (< 1), held-out error
-        otherwise (``selection_`` says which was used). Validation holds out stratified
+        bound's choice where its minimum certifies more than a constant classifier would
+        (below ``1 - `` the largest class's share of the rows; between that and 1 it
+        certifies no better than a guess), held-out error otherwise (``selection_`` says which was used). Validation holds out stratified
         folds of ``validation_fraction`` of the rows (every row once), sums the held-out
         error of every net size up to ``max_prototypes`` (default: half the rows), takes
         the smallest size from which it stays within ``error_tolerance`` of the lowest and
