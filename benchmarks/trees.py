@@ -1,26 +1,23 @@
-"""Benchmark of soft decision trees and data-free distillation, in one run.
+"""Benchmark of soft decision trees and data-free distillation at the defaults, in one run.
 
-For optdigits, pendigits, usps (official splits), letter (first 16,000 / last 4,000) and
-mnist_test (first 8,000 / last 2,000 of MNIST's official test images):
+For every dataset of both groups (``_common.TUNING_GROUP``, ``_common.SEALED_GROUP``):
 
-- the teacher: ``nnkd.teachers.train_mlp_teacher`` (MLP, inputs standardised inside), its
-  test accuracy;
-- soft decision trees (Frosst & Hinton 2017) of depth 6 and 8 fitted to the hard labels
-  (``SoftDecisionTreeClassifier.fit(X, y)``) and distilled from the teacher
-  (``TreeDistiller``: the teacher's soft labels on the same training rows, plus perturbed
-  copies of each mini-batch labelled by the teacher on the fly; on letter and pendigits the
-  true labels mixed in, ``TUNED``, chosen by ``trees_tune.py``), with identical tree
-  settings, over several seeds: test accuracy (``inference="max_path"``, the paper's; the
-  path-weighted mixture beside it), fidelity to the teacher, and the gain;
-- data-free distillation (Nayak et al. 2019): data impressions synthesised from the teacher
-  alone, the input range clamped to each feature's training range (two numbers per feature,
-  no rows), then the same ``NNDistiller`` student fitted on the impressions and on the real
-  training rows: test accuracy of both and their ratio; a depth-8 tree distilled from the
-  impressions beside them.
+- the teacher: ``nnkd.teachers.train_mlp_teacher`` with one recipe for all datasets
+  (``_common.DEFAULT_TEACHER``), its test accuracy;
+- soft decision trees (Frosst & Hinton 2017) of depth 6 and 8 at the tree's defaults, fitted
+  to the hard labels (``SoftDecisionTreeClassifier.fit(X, y)``) and distilled from the teacher
+  by ``TreeDistiller(teacher, tree=...)`` at its defaults (it chooses temperature and label
+  mixing on held-out rows, and falls back to the labels where the teacher does not help),
+  over several seeds: test accuracy (``inference="max_path"``; the mixture beside it),
+  fidelity, the recipe chosen, the held-out bound, and the gain;
+- data-free distillation (Nayak et al. 2019) on ``FREE_DATASETS``: data impressions
+  synthesised from the teacher alone, the input range clamped to each feature's training
+  range, then the same ``NNDistiller`` student fitted on the impressions and on the real
+  training rows; a depth-8 tree distilled from the impressions beside them.
 
-Writes ``benchmarks/results/trees.{json,md}``. Usage: ``python benchmarks/trees.py
-[--datasets optdigits,usps] [--seeds 3] [--quick]`` (``--quick``: one seed, few epochs, a few
-impressions; a smoke test, not a result).
+No per-dataset setting exists in this script. Writes ``benchmarks/results/trees.{json,md}``.
+Usage: ``python benchmarks/trees.py [--datasets optdigits,usps] [--seeds 2] [--quick]``
+(``--quick``: one seed, few epochs, a few impressions; a smoke test, not a result).
 """
 
 from __future__ import annotations
@@ -38,6 +35,9 @@ from _common import (
     DATASETS,
     DEFAULT_DATA_DIR,
     DEFAULT_OUT_DIR,
+    DEFAULT_TEACHER,
+    SEALED_GROUP,
+    TUNING_GROUP,
     Dataset,
     json_safe,
     load_dataset,
@@ -50,40 +50,15 @@ from nnkd.distill import DataImpressions, DirichletMixup, NNDistiller, TreeDisti
 from nnkd.teachers import train_mlp_teacher
 from nnkd.trees import SoftDecisionTreeClassifier
 
-BENCH_DATASETS = ("optdigits", "pendigits", "letter", "usps", "mnist_test")
-#: letter is left out by default: 26 classes x 1000 impressions and two students cost as much
-#: as the rest of the data-free part together.
-FREE_DATASETS = ("optdigits", "pendigits", "usps", "mnist_test")
+BENCH_DATASETS = TUNING_GROUP + SEALED_GROUP
+#: The data-free comparison costs minutes per dataset (impressions are optimised through the
+#: teacher): two of each group by default.
+FREE_DATASETS = ("pendigits", "usps", "optdigits", "mnist_test")
 DEPTHS = (6, 8)
-#: Dropout and input noise: +0.8 points on optdigits and pendigits over the unregularised MLP,
-#: so the trees have room to gain from it.
-TEACHER = {"hidden": (256, 256), "epochs": 60, "batch_size": 128, "lr": 2e-3, "dropout": 0.2, "input_noise": 0.3}
-#: Image data (many correlated pixels) gets a wider, more regularised teacher: in pilot runs it
-#: reached 98.83 % on optdigits (vs 97.72 %) and 95.47 % on usps (vs 94.72 %); on pendigits it
-#: was worse (97.26 % vs 97.97 %).
-IMAGE_TEACHER = {**TEACHER, "hidden": (1024, 1024), "epochs": 150, "dropout": 0.5, "input_noise": 0.5}
-#: Shared by the hard-label and the distilled trees.
-TREE = {"beta": 1.0, "max_epochs": 40, "lr": 0.01, "batch_size": 128}
-#: How the teacher is distilled into the tree (on top of TREE). The trees memorise a few thousand
-#: training rows within a few epochs (99.5-99.9 % training accuracy), so on the training rows
-#: the teacher's soft labels add little; its knowledge reaches the tree through the perturbed
-#: copies it labels. Image data takes 3 copies per batch at 0.5 standard deviations (pilot, 3
-#: seeds, optdigits depth 8: 96.83 % vs 96.49 % with 1 copy at 0.3); on the 16 features of
-#: pendigits that much noise cost 2.5 points, so low-dimensional data keeps 1 copy at 0.3.
-DISTILL = {"temperature": 1.0, "augment": "noise", "noise_scale": 0.3, "augment_copies": 1}
-IMAGE_DISTILL = {**DISTILL, "noise_scale": 0.5, "augment_copies": 3}
-IMAGE_DATASETS = ("optdigits", "usps", "mnist_test")
-#: Chosen by ``benchmarks/trees_tune.py`` on a validation split of the training rows (the test
-#: rows unseen; results/trees_tune.md): the true labels mixed into the targets (``alpha``) with
-#: the teacher's labels at a high temperature. On letter (26 classes; the depth-8 trees underfit,
-#: 86 % training accuracy) this gained 4.2 points on validation where the teacher's labels alone
-#: gained 0.5; on pendigits every candidate stayed below the hard-label trees (the chosen one by
-#: 0.24 points); on optdigits the base setting won. usps and mnist_test were not tuned (a
-#: distilled tree there costs minutes) and keep the base image setting.
-TUNED = {"letter": {"alpha": 0.7, "temperature": 8.0}, "pendigits": {"alpha": 0.7, "temperature": 8.0}}
+#: Shared by the hard-label and the distilled trees: the tree's own defaults, seeded.
+TREE: dict[str, Any] = {}
 #: The student distilled from impressions and from real rows (the same settings for both).
-STUDENT = {"space": "projection", "size_budget_kb": 64, "temperature": 1.0, "augment": DirichletMixup(8),
-           "max_epochs": 30}
+STUDENT = {"space": "projection", "size_budget_kb": 64, "augment": DirichletMixup(8), "max_epochs": 30}
 IMPRESSIONS = {"n_per_class": 1000, "betas": (1.0, 0.1), "temperature": 20.0, "steps": 300, "lr": 0.05}
 QUICK = {"seeds": 1, "depths": (6,), "tree_epochs": 3, "student_epochs": 3, "n_per_class": 20, "steps": 20}
 
@@ -93,7 +68,7 @@ def accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def tree_rows(data: Dataset, teacher, teacher_pred: np.ndarray, depths, seeds: int, tree_kw: dict,
-              distill_kw: dict, labels_from=("hard", "teacher")) -> list[dict]:
+              distill_kw: dict | None = None, labels_from=("hard", "teacher")) -> list[dict]:
     """Hard-label and/or distilled trees of each depth, one row per (depth, labels, seed)."""
     X, y, Q, yq = data.X_train, data.y_train, data.X_test, data.y_test
     rows = []
@@ -102,20 +77,22 @@ def tree_rows(data: Dataset, teacher, teacher_pred: np.ndarray, depths, seeds: i
             tree = SoftDecisionTreeClassifier(depth=depth, random_state=seed, **tree_kw)
             for labels in labels_from:
                 start = time.perf_counter()
-                est = tree.fit(X, y) if labels == "hard" else TreeDistiller(teacher, tree=tree, **distill_kw).fit(X, y)
+                est = (tree.fit(X, y) if labels == "hard"
+                       else TreeDistiller(teacher, tree=tree, **(distill_kw or {})).fit(X, y))
                 fit_s = time.perf_counter() - start
                 pred = est.predict(Q)
                 mixture = dataclasses.replace(est.student_, inference="mixture").predict(Q)
                 rows.append({"depth": depth, "labels": labels, "seed": seed, "accuracy": accuracy(pred, yq),
                              "accuracy_mixture": accuracy(mixture, yq), "fidelity": accuracy(pred, teacher_pred),
                              "train_accuracy": accuracy(est.predict(X), y), "size_kb": est.student_.size_bytes / 1000,
-                             "fit_s": fit_s})
+                             "fit_s": fit_s, "recipe": getattr(est, "recipe_", None),
+                             "fell_back": getattr(est, "fell_back_to_labels_", None),
+                             "bound": getattr(est, "bound_", None)})
                 log(f"  depth {depth} {labels} seed {seed}: {100 * rows[-1]['accuracy']:.2f}% ({fit_s:.0f} s)")
     return rows
 
 
-def data_free_rows(data: Dataset, teacher, impressions_kw: dict, student_kw: dict, tree_kw: dict,
-                   distill_kw: dict) -> list[dict]:
+def data_free_rows(data: Dataset, teacher, impressions_kw: dict, student_kw: dict, tree_kw: dict) -> list[dict]:
     """The same student distilled on real rows and on data impressions only (+ a tree on them)."""
     X, Q, yq = data.X_train, data.X_test, data.y_test
     start = time.perf_counter()
@@ -140,8 +117,8 @@ def data_free_rows(data: Dataset, teacher, impressions_kw: dict, student_kw: dic
                      "size_kb": student.size_bytes_ / 1000, "fit_s": time.perf_counter() - start, **info})
         log(f"  student on {transfer}: {100 * rows[-1]['accuracy']:.2f}%")
     start = time.perf_counter()
-    tree = TreeDistiller(teacher, tree=SoftDecisionTreeClassifier(depth=max(DEPTHS), random_state=0, **tree_kw),
-                         **distill_kw).fit(Xi)               # the base setting: impressions have no true labels
+    tree = TreeDistiller(teacher, tree=SoftDecisionTreeClassifier(depth=max(DEPTHS), random_state=0, **tree_kw)
+                         ).fit(Xi)                       # defaults; impressions have no true labels
     rows.append({"model": f"soft tree depth {max(DEPTHS)}", "transfer": "impressions",
                  "accuracy": float(tree.score(Q, yq)), "fidelity": tree.fidelity(Q),
                  "size_kb": tree.size_bytes_ / 1000, "fit_s": time.perf_counter() - start, **info})
@@ -161,42 +138,48 @@ def summarise(trees: list[dict]) -> list[dict]:
                 entry[f"{labels}_{key}"] = float(values.mean())
                 entry[f"{labels}_{key}_std"] = float(values.std())
             entry["size_kb"] = rs[0]["size_kb"]
+            if labels == "teacher":
+                entry["fell_back"] = sum(bool(r["fell_back"]) for r in rs)
+                entry["sources"] = sorted({(r["recipe"] or {}).get("source", "?") + (
+                    "" if (r["recipe"] or {}).get("source") != "teacher" else
+                    f" T={r['recipe']['temperature']:g} a={r['recipe']['alpha']:g}") for r in rs})
+                entry["bound"] = float(np.mean([r["bound"] for r in rs if r["bound"] is not None] or [np.nan]))
         entry["gain_points"] = 100 * (entry["teacher_accuracy"] - entry["hard_accuracy"])
         out.append(entry)
     return out
 
 
 def render(results: list[dict], meta: dict) -> str:
-    out = ["# Soft decision trees and data-free distillation", "",
+    out = ["# Soft decision trees and data-free distillation, at the defaults", "",
            f"Run {meta['date']} on {meta['machine']['platform']} ({meta['machine']['cpus_available']} CPUs); "
            f"nnkd {meta['versions'].get('nnkd')}, torch {meta['versions'].get('torch')}. Generated by "
            "`benchmarks/trees.py`" + (" --quick (smoke test: not a result)" if meta["quick"] else "")
            + "; raw numbers in `trees.json`.", "",
-           f"Teacher: `train_mlp_teacher` {meta['teacher']['default']}; for the image datasets "
-           f"({', '.join(meta['image_datasets'])}) {meta['teacher']['image']}. Trees: `SoftDecisionTreeClassifier` "
-           f"{meta['tree']}, the same for both label sources, mean ± standard deviation over {meta['seeds']} seed(s); "
-           "accuracy with `inference=\"max_path\"` (mixture in the JSON). *hard*: fitted to the labels; "
-           f"*distilled*: `TreeDistiller` {meta['distill']['default']}, for the image datasets "
-           f"{meta['distill']['image']} (the teacher's soft labels on the same training rows, plus `augment_copies` "
-           "copies of each mini-batch with Gaussian noise, labelled by the teacher on the fly), and on top of that "
-           + ("; ".join(f"for {n} {kw}" for n, kw in meta["distill"].get("tuned", {}).items()) or "nothing")
-           + " (`alpha`: weight of the true labels mixed into the targets of the training rows), chosen on a "
-           "validation split by `benchmarks/trees_tune.py` (`trees_tune.md`). Gain: distilled minus hard, in points. "
-           "The image settings and teachers were chosen in pilot runs on the test split (see the comments in "
-           "`benchmarks/trees.py`); the tree settings are the same for both label sources everywhere.", "",
+           f"One teacher recipe for every dataset: `train_mlp_teacher` {meta['teacher']}. Trees: "
+           f"`SoftDecisionTreeClassifier(depth=d, random_state=seed)` (its defaults), mean ± standard deviation "
+           f"over {meta['seeds']} seed(s); accuracy with `inference=\"max_path\"` (mixture in the JSON). *hard*: "
+           "the tree fitted to all training labels; *distilled*: `TreeDistiller(teacher, tree=...)` at its "
+           "defaults, which holds out 10 % of the training rows, fits the labels-only tree and the teacher "
+           "recipes (temperature, label mixing) on the rest, and keeps the most accurate on the held-out rows "
+           "(*fell back*: how many seeds kept the labels-only tree). Gain: distilled minus hard, in points. "
+           "Bound: the distilled tree's held-out bound on its error (probability 0.95, union over its "
+           "candidates), mean over seeds. Datasets: defaults may be chosen on the *tuning* group only "
+           f"({', '.join(TUNING_GROUP)}); the *sealed* group is for reporting.", "",
            f"Data-free: `DataImpressions` {meta['impressions']}, inputs clamped to each feature's training range; "
            f"student `NNDistiller` {meta['student']} fitted on the impressions only vs on the real training rows. "
            "Ratio: data-free accuracy / real-data accuracy.", ""]
     body = []
     for res in results:
         for s in res["tree_summary"]:
-            body.append([res["dataset"], f"{100 * res['teacher_accuracy']:.2f}", str(s["depth"]),
+            body.append([res["dataset"], "tuning" if res["dataset"] in TUNING_GROUP else "sealed",
+                         f"{100 * res['teacher_accuracy']:.2f}", str(s["depth"]),
                          f"{100 * s['hard_accuracy']:.2f} ± {100 * s['hard_accuracy_std']:.2f}",
                          f"{100 * s['teacher_accuracy']:.2f} ± {100 * s['teacher_accuracy_std']:.2f}",
-                         f"{s['gain_points']:+.2f}", f"{s['teacher_fidelity']:.3f}", f"{s['size_kb']:.1f}"])
+                         f"{s['gain_points']:+.2f}", "; ".join(s["sources"]), str(s["fell_back"]),
+                         f"{s['bound']:.3f}", f"{s['teacher_fidelity']:.3f}", f"{s['size_kb']:.1f}"])
     out += ["## Soft trees: hard labels vs distilled", ""]
-    out += markdown_table(["dataset", "teacher %", "depth", "hard %", "distilled %", "gain", "fidelity (distilled)",
-                           "size kB"], body)
+    out += markdown_table(["dataset", "group", "teacher %", "depth", "hard %", "distilled %", "gain", "chosen",
+                           "fell back", "bound", "fidelity (distilled)", "size kB"], body)
     out.append("")
     body = []
     for res in results:
@@ -223,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default=",".join(BENCH_DATASETS))
     parser.add_argument("--free-datasets", default=",".join(FREE_DATASETS),
                         help="datasets that also get the data-free comparison")
-    parser.add_argument("--seeds", type=int, default=3, help="tree seeds per depth and label source")
+    parser.add_argument("--seeds", type=int, default=2, help="tree seeds per depth and label source")
     parser.add_argument("--quick", action="store_true", help="smoke test: one seed, a few epochs and impressions")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR)
@@ -234,17 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     tree_kw, student_kw, impressions_kw = dict(TREE), dict(STUDENT), dict(IMPRESSIONS)
     seeds, depths = args.seeds, DEPTHS
-    teacher_kws = {"default": dict(TEACHER), "image": dict(IMAGE_TEACHER)}
+    teacher_kw = dict(DEFAULT_TEACHER)
     if args.quick:
         seeds, depths = QUICK["seeds"], QUICK["depths"]
         tree_kw["max_epochs"], student_kw["max_epochs"] = QUICK["tree_epochs"], QUICK["student_epochs"]
         impressions_kw.update(n_per_class=QUICK["n_per_class"], steps=QUICK["steps"])
-        for kw in teacher_kws.values():
-            kw["epochs"] = 5
-    meta = {**machine_meta(args.threads), "quick": args.quick, "seeds": seeds, "teacher": teacher_kws,
-            "image_datasets": list(IMAGE_DATASETS), "tree": tree_kw,
-            "distill": {"default": DISTILL, "image": IMAGE_DISTILL, "tuned": TUNED}, "student": {k: v if isinstance(v, (int, float, str)) else repr(v)
-                                                              for k, v in student_kw.items()},
+        teacher_kw["epochs"] = 5
+    meta = {**machine_meta(args.threads), "quick": args.quick, "seeds": seeds, "teacher": teacher_kw,
+            "tree": tree_kw, "student": {k: v if isinstance(v, (int, float, str)) else repr(v)
+                                         for k, v in student_kw.items()},
             "impressions": impressions_kw}
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -254,17 +235,15 @@ def main(argv: list[str] | None = None) -> int:
         data = load_dataset(DATASETS[name], Path(args.data_dir))
         log(f"{name}: {data.X_train.shape} train, {data.X_test.shape[0]} test")
         start = time.perf_counter()
-        kind = "image" if name in IMAGE_DATASETS else "default"
-        base_kw = IMAGE_DISTILL if kind == "image" else DISTILL
-        distill_kw = {**base_kw, **TUNED.get(name, {})}
-        teacher = train_mlp_teacher(data.X_train, data.y_train, random_state=0, **teacher_kws[kind])
+        data = dataclasses.replace(data, X_train=data.X_train.astype(np.float32), X_test=data.X_test.astype(np.float32))
+        teacher = train_mlp_teacher(data.X_train, data.y_train, random_state=0, **teacher_kw)
         teacher_pred = teacher.logits(data.X_test).argmax(1)
         res = {**data.info(), "teacher_accuracy": accuracy(teacher_pred, data.y_test),
-               "teacher_fit_s": time.perf_counter() - start, "settings": kind, "distill": distill_kw}
+               "teacher_fit_s": time.perf_counter() - start}
         log(f"  teacher {100 * res['teacher_accuracy']:.2f}%")
-        res["trees"] = tree_rows(data, teacher, teacher_pred, depths, seeds, tree_kw, distill_kw)
+        res["trees"] = tree_rows(data, teacher, teacher_pred, depths, seeds, tree_kw)
         res["tree_summary"] = summarise(res["trees"])
-        res["data_free"] = (data_free_rows(data, teacher, impressions_kw, student_kw, tree_kw, base_kw)
+        res["data_free"] = (data_free_rows(data, teacher, impressions_kw, student_kw, tree_kw)
                             if name in free_sets else [])
         results.append(res)
         (out_dir / "trees.json").write_text(json.dumps(json_safe({"meta": meta, "results": results}), indent=2) + "\n")

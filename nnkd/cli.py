@@ -117,7 +117,8 @@ def _add_user_data_parsers(sub) -> None:
                    help="class of each teacher output, in output order (default: the sorted labels)")
     p.add_argument("--space", choices=["input", "teacher", "projection"], default="projection")
     p.add_argument("--budget-kb", type=_positive(float), default=64.0, help="largest student size in kB")
-    p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage type of parameters")
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "int8"], default="auto",
+                   help="storage type of parameters (auto: chosen under the budget on held-out rows)")
     fit_args(p)
     p.set_defaults(func=_distill_cli)
 

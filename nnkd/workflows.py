@@ -138,7 +138,7 @@ def _check_output_order(codes: np.ndarray, teacher_hard: np.ndarray, names: np.n
 
 
 def distill_file(data, teacher, out, *, embedding: str | None = None, space: str = "projection",
-                 budget_kb: float | None = 64.0, dtype: str = "float32", label: str | None = None,
+                 budget_kb: float | None = 64.0, dtype: str = "auto", label: str | None = None,
                  features: str | None = None, classes=None, validation_fraction: float = 0.2, random_state=None,
                  n_jobs=None, progress: bool = False) -> dict:
     """Distil a TorchScript teacher file on the rows of a data file into a student under ``out/student``.
@@ -174,12 +174,14 @@ def distill_file(data, teacher, out, *, embedding: str | None = None, space: str
         student.classes = names
     student.meta.update(teacher_file=str(Path(teacher).resolve()), teacher_embedding=embedding)
     summary = {"command": "distill", "data": str(d.path), "teacher": str(teacher), "space": space,
-               "budget_kb": budget_kb, "dtype": dtype, "n_train": int(len(train)), "n_validation": int(len(val)),
+               "budget_kb": budget_kb, "dtype": student.dtype, "n_train": int(len(train)), "n_validation": int(len(val)),
                "n_prototypes": int(len(dist.prototypes_)),
                "train_fidelity": dist.training_fidelity_,
                "validation_fidelity": dist.fidelity(d.X[val]) if len(val) else None,
                "validation_accuracy": _accuracy(dist.predict, d.X[val], None if codes is None else codes[val]),
-               "bound": dist.bound_, "expects": student.expects()}
+               "bound": dist.bound_, "bound_kind": dist.bound_kind_, "bound_target": dist.bound_target_,
+               "bound_vacuous": dist.bound_vacuous_, "recipe": None if dist.recipe_ is None else
+               {k: v for k, v in dist.recipe_.items() if k != "candidates"}, "expects": student.expects()}
     return _finish(student, out, summary)
 
 

@@ -232,6 +232,59 @@ def test_bad_array_values_are_refused(saved, name, value, match):
         load_student(saved)
 
 
+def test_int8_students_store_codes_and_scales_and_round_trip_exactly(rng, tmp_path):
+    P = rng.normal(size=(40, 4)) * np.array([1.0, 100.0, 0.01, 5.0])      # columns of very different range
+    knn = _knn(rng, dtype="int8")
+    knn8 = PrototypeStudent(classes=knn.classes, prototypes=P, label_vectors=knn.label_vectors, dtype="int8")
+    path = knn8.save(tmp_path / "s")
+    with np.load(path / "arrays.npz") as data:
+        codes, scales = data["prototypes"], data["prototypes__scale"]
+        assert codes.dtype == np.int8 and scales.shape == (4,) and np.abs(codes).max() <= 127
+        # the stored values are codes x per-column scales, each within half a step of the input
+        assert_array_equal(codes.astype(np.float32) * scales, knn8.prototypes)
+        assert np.all(np.abs(knn8.prototypes - P) <= scales / 2 * (1 + 1e-6) + 1e-12)
+    loaded = load_student(path)
+    assert_array_equal(loaded.prototypes, knn8.prototypes) and loaded.dtype == "int8"
+    X = rng.normal(size=(30, 4))
+    assert_array_equal(loaded.predict_proba(X), knn8.predict_proba(X))
+    # honest size: 1 byte per parameter plus a float32 scale per column of each matrix
+    assert knn8.size_bytes == 40 * 4 + 4 * 4 + 40 * 3 + 4 * 3
+    # quantising again changes nothing (the scales are fixed points)
+    again = PrototypeStudent(classes=knn.classes, prototypes=knn8.prototypes, label_vectors=knn8.label_vectors,
+                             dtype="int8")
+    assert_array_equal(again.prototypes, knn8.prototypes)
+
+
+def test_int8_tree_vectors_stay_float32(tmp_path):
+    tree = TreeStudent(classes=np.arange(2), depth=2, gate_weights=np.ones((3, 2)), gate_biases=np.full(3, 1e-3),
+                       gate_betas=np.ones(3), leaf_distributions=np.full((4, 2), 0.5), input_mean=np.zeros(2),
+                       input_scale=np.array([1e-6, 1e3]), dtype="int8")
+    assert_array_equal(tree.input_scale, np.array([1e-6, 1e3], dtype=np.float32))
+    loaded = load_student(tree.save(tmp_path / "t"))
+    assert_array_equal(loaded.input_scale, tree.input_scale)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda a: {**a, "prototypes": np.full_like(a["prototypes"], -128)}, r"\[-127, 127\]"),
+    (lambda a: {**a, "prototypes__scale": -a["prototypes__scale"]}, "finite positive"),
+    (lambda a: {**a, "prototypes__scale": a["prototypes__scale"][:2]}, "shape|scales"),
+    (lambda a: {k: v for k, v in a.items() if k != "prototypes__scale"}, "no 'prototypes__scale'"),
+    (lambda a: {**a, "prototypes": a["prototypes"].astype(np.float32)}, "is not int8 codes"),
+    (lambda a: {**a, "support__scale": np.ones(1, np.float32)}, "unknown array|unexpected"),
+])
+def test_bad_int8_arrays_are_refused(rng, tmp_path, edit, match):
+    path = _knn(rng, dtype="int8").save(tmp_path / "s")
+    with np.load(path / "arrays.npz") as data:
+        arrays = edit({k: data[k] for k in data.files})
+    np.savez(path / "arrays.npz", **arrays)
+    meta = json.loads((path / "student.json").read_text())
+    meta["shapes"] = {k: list(v.shape) for k, v in arrays.items()}
+    (path / "student.json").write_text(json.dumps(meta))
+    rewrite_manifest(path)
+    with pytest.raises(ValueError, match=match):
+        load_student(path)
+
+
 def test_nan_projection_and_infinite_gamma_are_refused(rng, tmp_path):
     path = _rbf(rng).save(tmp_path / "r")
     with np.load(path / "arrays.npz") as data:
