@@ -46,9 +46,10 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
         Confidence of the bound.
     selection : {"auto", "bound", "validation"}, default="auto"
         ``"bound"`` picks the prefix minimising ``Q(n, alpha(m), 2m, delta)``
-        (Kontorovich, Sabato and Weiss); ``"auto"`` does so where that minimum certifies
-        more than the constant majority-class classifier's error (:func:`trivial_error`) and
-        falls back to ``"validation"`` otherwise; ``"validation"`` holds out stratified folds of
+        (Kontorovich, Sabato and Weiss); ``"auto"`` runs both and keeps the bound's net
+        where its bound certifies more than the constant majority-class classifier's error
+        (:func:`trivial_error`) and its held-out error is within ``error_tolerance`` of the
+        lowest, the validation choice otherwise; ``"validation"`` holds out stratified folds of
         ``validation_fraction`` of the rows (``round(1 / validation_fraction)`` folds, so
         every row is held out once), sums the held-out error of every net size (up to
         ``max_prototypes``, or half the training rows) over the folds, picks the smallest size whose held-out error rate is within
@@ -96,7 +97,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
         # keeps the scan to m of order n / (3 ln n) (a far cheaper greedy run).
         limit = min(cap, max(1, (n - 1) // 2))
         if selection == "auto":
-            limit = min(limit, max(1, certifying_limit(n, delta)))
+            limit = min(limit, max(1, certifying_limit(n, delta, trivial_error(y))))
         net = run_greedy(X, code, start=central_row(X), max_centres=limit, labels=y,
                          n_classes=n_classes)
         m = np.arange(1, len(net.order) + 1)
@@ -110,18 +111,16 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
                 f"at {best} prototypes): with n={n} samples it certifies nothing, and its argmin is "
                 "an arbitrary net. Use selection='validation' (or target_size) to choose the size.",
                 UserWarning, stacklevel=3)
-    # "auto" trusts the bound where it certifies more than a constant classifier would (the
-    # majority class errs on 1 - its share of the rows): a bound between that and 1 is a
-    # certificate for a classifier no better than a guess. It also keeps the bound's choice
-    # where there are fewer rows than validation folds.
-    if selection == "bound" or (selection == "auto" and (bound[best - 1] < trivial_error(y)
-                                                         or n < _n_folds(validation_fraction))):
+
+    def bound_choice(curve) -> CondenseResult:
         # The traversal keeps only the cells of its last prefix; replaying the (identical)
-        # first `best` steps is cheaper than recording every row's cell at every step.
+        # first steps is cheaper than recording every row's cell at every step.
         final = run_greedy(X, code, start=int(net.order[0]), max_centres=best, labels=y,
                            n_classes=n_classes)
-        return CondenseResult(final.order, final.owner, final.covering_radius, curve=bound_curve,
-                              selection="bound")
+        return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve, selection="bound")
+
+    if selection == "bound" or (selection == "auto" and n < _n_folds(validation_fraction)):
+        return bound_choice(bound_curve)
     # Every row is held out once (k folds of about validation_fraction each): the summed
     # held-out error curve is far less noisy than one split's, which matters because the
     # chosen size is where that curve first reaches its floor.
@@ -131,23 +130,33 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
         # Without a budget, search nets up to half the training rows: keeping more is
         # hardly condensing, and the largest nets cost the most to build.
         fold_cap = min(cap, int(active.sum())) if max_prototypes is not None else int(active.sum()) // 2
-        net = run_greedy(X, code, start=central_row(X, active), max_centres=max(1, fold_cap),
-                         labels=y, n_classes=n_classes, active=active.view(np.uint8))
-        curves.append(net.valid_errors)
+        fold = run_greedy(X, code, start=central_row(X, active), max_centres=max(1, fold_cap),
+                          labels=y, n_classes=n_classes, active=active.view(np.uint8))
+        curves.append(fold.valid_errors)
         n_train.append(int(active.sum()))
     length = min(len(c) for c in curves)
     valid_errors = np.sum([c[:length] for c in curves], axis=0)
-    best = tolerance_choice(valid_errors, n, error_tolerance)
+    chosen = tolerance_choice(valid_errors, n, error_tolerance)
+    curve = {"m": np.arange(1, length + 1), "valid_errors": valid_errors, "n_folds": len(curves),
+             "n_train_per_fold": np.array(n_train), "chosen_m": chosen}
+    if bound_curve is not None:
+        curve["bound_curve"] = bound_curve
+        # "auto" takes the bound's net where it certifies more than a constant classifier
+        # would (the majority class errs on 1 - its share: a bound between that and 1
+        # certifies a guess) *and* costs no accuracy: its size, carried to the folds' scale,
+        # has held-out error within error_tolerance of the lowest. Otherwise the bound's
+        # small net is a certificate bought with accuracy, which a default should not buy.
+        at_fold_scale = max(1, int(np.ceil(best * np.mean(n_train) / n)))
+        rates = valid_errors / n
+        curve["bound_m_at_fold_scale"] = at_fold_scale
+        if (bound[best - 1] < trivial_error(y) and at_fold_scale <= length
+                and rates[at_fold_scale - 1] <= rates.min() + error_tolerance):
+            return bound_choice(curve)
     # Carry the chosen *fraction* of the training folds over to all rows: the radius
     # curve is flat at small scales, so carrying the scale over is unstable.
-    size = min(cap, n, int(round(best * n / np.mean(n_train))))
+    size = min(cap, n, int(round(chosen * n / np.mean(n_train))))
     final = run_greedy(X, code, start=central_row(X), max_centres=size, labels=y,
                        n_classes=n_classes)
-    m = np.arange(1, length + 1)
-    curve = {"m": m, "valid_errors": valid_errors, "n_folds": len(curves),
-             "n_train_per_fold": np.array(n_train), "chosen_m": best}
-    if bound_curve is not None:                   # "auto": the bound was vacuous; show why
-        curve["bound_curve"] = bound_curve
     return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve, selection="validation")
 
 
@@ -157,11 +166,11 @@ def trivial_error(y) -> float:
     return 1.0 - counts.max() / counts.sum()
 
 
-def certifying_limit(n: int, delta: float) -> int:
-    """Largest net size ``k`` with ``Q(n, 0, 2k, delta) < 1``: no larger net's bound can
-    certify anything, whatever its training error (0 if none can)."""
+def certifying_limit(n: int, delta: float, level: float = 1.0) -> int:
+    """Largest net size ``k`` with ``Q(n, 0, 2k, delta) < level``: no larger net's bound can
+    go below ``level``, whatever its training error (0 if none can)."""
     k = np.arange(1, max(2, n // 2 + 1))
-    ok = np.flatnonzero(compression_bound(n, 0.0, 2 * k, delta) < 1.0)
+    ok = np.flatnonzero(compression_bound(n, 0.0, 2 * k, delta) < level)
     return 0 if ok.size == 0 else int(k[ok[-1]])
 
 

@@ -424,7 +424,9 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         scale = X[rows].std(axis=0)
         scale[scale == 0] = 1.0
         Xs = ((X - mean) / scale).astype(np.float32)
-        W_pca = np.linalg.svd(Xs[rows[:20000]], full_matrices=False)[2].astype(np.float32)
+        # PCA start from (at most) 20,000 training rows drawn at random, not the file's first ones.
+        pca_rows = rows if len(rows) <= 20000 else np.sort(perm[n_val:][:20000])
+        W_pca = np.linalg.svd(Xs[pca_rows], full_matrices=False)[2].astype(np.float32)
         targets = {t: targets_at(t) for t in grid.temperatures}
         slam = None
         if self.loss == "slam":
