@@ -9,7 +9,8 @@ setup(
             sources=["cext/_cextmodule.c", "cext/greedy.c"],
             include_dirs=["cext", np.get_include()],
             # No FMA contraction: the Numba port must produce bit-identical radii.
-            extra_compile_args=["-std=c99", "-O2", "-ffp-contract=off"],
+            extra_compile_args=["-std=c99", "-O2", "-ffp-contract=off", "-pthread"],
+            extra_link_args=["-pthread"],
         )
     ]
 )

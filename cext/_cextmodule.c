@@ -52,16 +52,19 @@ static int check_signals(void *ctx) {
 static PyObject *greedy_permutation(PyObject *self, PyObject *args) {
     PyObject *oX, *olabels, *oactive, *oorder, *oradius, *oowner, *odist, *otrain, *ovalid;
     PyArrayObject *X, *labels, *active, *order, *radius, *owner, *dist, *train, *valid;
-    int metric, status;
-    Py_ssize_t start, max_centres, n_classes;
+    int metric, status, n_threads = 1;
+    Py_ssize_t start, max_centres, n_classes, min_parallel = NNKD_PAR_MIN;
     double stop_radius;
     int64_t n, n_centres = 0;
     (void)self;
 
-    if (!PyArg_ParseTuple(args, "OinndOnOOOOOOO", &oX, &metric, &start, &max_centres,
+    if (!PyArg_ParseTuple(args, "OinndOnOOOOOOO|in", &oX, &metric, &start, &max_centres,
                           &stop_radius, &olabels, &n_classes, &oactive, &oorder, &oradius,
-                          &oowner, &odist, &otrain, &ovalid))
+                          &oowner, &odist, &otrain, &ovalid, &n_threads, &min_parallel))
         return NULL;
+    if (n_threads < 1 || n_threads > NNKD_MAX_THREADS)
+        return PyErr_Format(PyExc_ValueError, "greedy_permutation: n_threads=%d must lie in [1, %d]", n_threads,
+                            NNKD_MAX_THREADS);
     if (check_array(oX, "X", NPY_FLOAT32, 2, -1, 0, INPUT, &X)) return NULL;
     n = PyArray_DIM(X, 0);
     if (check_array(olabels, "labels", NPY_INT64, 1, n, 1, INPUT, &labels) ||
@@ -80,7 +83,7 @@ static PyObject *greedy_permutation(PyObject *self, PyObject *args) {
         labels ? PyArray_DATA(labels) : NULL, n_classes, active ? PyArray_DATA(active) : NULL,
         PyArray_DATA(order), PyArray_DATA(radius), PyArray_DATA(owner), PyArray_DATA(dist),
         train ? PyArray_DATA(train) : NULL, valid ? PyArray_DATA(valid) : NULL, &n_centres,
-        check_signals, NULL);
+        n_threads, min_parallel, check_signals, NULL);
     Py_END_ALLOW_THREADS
 
     if (status == NNKD_EINTR) return NULL; /* check_signals left the exception (KeyboardInterrupt) set */

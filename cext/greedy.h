@@ -14,6 +14,12 @@
 #define NNKD_EOVERFLOW 3 /* a size product does not fit in size_t */
 #define NNKD_EINTR 4     /* the caller's interrupt check asked to stop */
 
+/* Most threads one traversal uses. */
+#define NNKD_MAX_THREADS 64
+/* Fewest rows a step must scan to be split among threads (below it the hand-off costs
+ * more than it saves); the min_parallel argument's usual value. */
+#define NNKD_PAR_MIN 16384
+
 /* Called every few centres; a nonzero return stops the run with NNKD_EINTR. The core
  * never looks inside ctx (the Python glue uses it to check for Ctrl-C). */
 typedef int (*nnkd_interrupt_fn)(void *ctx);
@@ -43,13 +49,18 @@ typedef int (*nnkd_interrupt_fn)(void *ctx);
  * valid_err  (max_centres,) int64 or NULL: same for passive points (votes come from active ones).
  * n_centres  number of centres actually added (< max_centres when stop_radius or the
  *            active points ran out).
- * interrupt  NULL, or checked every NNKD_CHECK_EVERY centres (with interrupt_ctx).
+ * n_threads  threads for the per-centre scan, 1 .. NNKD_MAX_THREADS; every output is identical
+ *            for every value (see greedy.c).
+ * min_parallel a step is split among the threads when it scans at least this many rows
+ *            (NNKD_PAR_MIN; tests pass 1 to split every step).
+ * interrupt  NULL, or checked every NNKD_CHECK_EVERY centres (with interrupt_ctx), on the
+ *            calling thread only.
  */
 int nnkd_greedy_permutation(const float *X, int64_t n, int64_t d, int metric, int64_t start,
                             int64_t max_centres, double stop_radius, const int64_t *labels,
                             int64_t n_classes, const uint8_t *active, int64_t *order,
                             double *radius, int64_t *owner, double *dist, int64_t *train_err,
-                            int64_t *valid_err, int64_t *n_centres, nnkd_interrupt_fn interrupt,
-                            void *interrupt_ctx);
+                            int64_t *valid_err, int64_t *n_centres, int n_threads,
+                            int64_t min_parallel, nnkd_interrupt_fn interrupt, void *interrupt_ctx);
 
 #endif

@@ -147,3 +147,43 @@ def test_bad_options(rng):
         greedy_permutation(X, labels=np.arange(9))
     with pytest.raises(ValueError, match="active row"):
         greedy_permutation(X, active=np.arange(10) > 0)
+
+
+# -- threads: the same traversal for every thread count --------------------------------------------
+@pytest.mark.parametrize("metric", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(3000, 3), (1500, 40)])
+def test_threaded_steps_give_identical_output(rng, metric, shape):
+    """Every step split among 2, 3 and 5 threads (min_parallel=1): whole cells in low
+    dimension, row ranges (full passes) in high; orders, radii, cells, distances and both
+    error curves must equal the single-threaded run bit for bit, with held-out rows, labels
+    and exact duplicates (ties) in play."""
+    from nnkd._core.cext import greedy_permutation_c
+
+    n, d = shape
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    X[n // 2:n // 2 + 50] = X[:50]                          # duplicates: ties by row number
+    y = rng.integers(0, 4, size=n).astype(np.int64)
+    active = (rng.random(n) < 0.8).view(np.uint8).astype(np.uint8)
+    active[0] = 1
+    runs = [greedy_permutation_c(X, metric, 0, 400, -1.0, y, 4, active, t, 1) for t in (1, 2, 3, 5)]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_public_n_jobs_changes_nothing_but_speed(rng):
+    X = rng.normal(size=(40_000, 4)).astype(np.float32)     # early steps scan > NNKD_PAR_MIN rows
+    y = rng.integers(0, 3, size=len(X))
+    one, two = (greedy_permutation(X, max_prototypes=60, labels=y, n_jobs=j) for j in (1, 2))
+    for field in ("order", "radius", "owner", "dist", "train_errors"):
+        np.testing.assert_array_equal(getattr(one, field), getattr(two, field))
+
+
+def test_thread_count_is_checked():
+    from nnkd._core.cext import greedy_permutation_c
+
+    X = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match="n_threads"):
+        greedy_permutation_c(X, 0, 0, 2, -1.0, None, 0, None, 0)
+    with pytest.raises(ValueError, match="n_threads"):
+        greedy_permutation_c(X, 0, 0, 2, -1.0, None, 0, None, 65)

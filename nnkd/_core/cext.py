@@ -25,9 +25,12 @@ def require_cext():
     return _cext
 
 
-def greedy_permutation_c(X, code, start, max_centres, stop_radius, labels, n_classes, active):
+def greedy_permutation_c(X, code, start, max_centres, stop_radius, labels, n_classes, active, n_threads=1,
+                         min_parallel=None):
     """Run the C farthest-first traversal. Inputs must already be validated and coerced
-    (see :func:`nnkd.condense.nets.greedy_permutation`); returns the raw output arrays."""
+    (see :func:`nnkd.condense.nets.greedy_permutation`); returns the raw output arrays.
+    ``min_parallel``: fewest rows a step scans to be split among ``n_threads`` (default:
+    the core's ``NNKD_PAR_MIN``; tests pass 1)."""
     cext = require_cext()
     n = X.shape[0]
     order = np.empty(max_centres, dtype=np.int64)
@@ -38,7 +41,8 @@ def greedy_permutation_c(X, code, start, max_centres, stop_radius, labels, n_cla
     valid_err = np.zeros(max_centres, dtype=np.int64) if labels is not None else None
     m = cext.greedy_permutation(X, int(code), int(start), int(max_centres), float(stop_radius),
                                 labels, int(n_classes), active, order, radius, owner, dist,
-                                train_err, valid_err)
+                                train_err, valid_err, int(n_threads),
+                                *(() if min_parallel is None else (int(min_parallel),)))
     return order, radius, owner, dist, train_err, valid_err, m
 
 

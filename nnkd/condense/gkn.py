@@ -209,7 +209,7 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
     n_classes = int(y.max()) + 1
     cap = n if max_prototypes is None else max_prototypes
     start = central_row(X)
-    coarse = run_greedy(X, code, start=start, max_centres=max(2, min(n, (n + 1) // 2)))
+    coarse = run_greedy(X, code, start=start, max_centres=max(2, min(n, (n + 1) // 2)), n_jobs=n_jobs)
     hi = float(coarse.radius[1]) if coarse.radius.size > 1 else 0.0
     lo = float(coarse.radius[-1])
     if not hi > 0:                                   # all points identical
@@ -250,7 +250,7 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
         stop = float(np.nextafter(gamma, 0.0)) if np.isfinite(gamma) else 0.0
         net = run_greedy(X, code, start=central_row(X, kept), max_centres=min(size + prune, int(kept.sum())),
                          stop_radius=stop, labels=y, n_classes=n_classes,
-                         active=kept.view(np.uint8))
+                         active=kept.view(np.uint8), n_jobs=n_jobs)
         m = len(net.order)
         if prune and m > size:
             candidates.append({"gamma": float(gamma), "cover": int(cover.sum()), "m": m, "errors": -1,

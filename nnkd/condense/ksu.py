@@ -31,7 +31,7 @@ def central_row(X, rows=None) -> int:
 
 def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=None, target_size=None,
                  validation_fraction=0.2, error_tolerance=0.005, random_state=None,
-                 progress=False) -> CondenseResult:
+                 progress=False, n_jobs=None) -> CondenseResult:
     """Condense ``(X, y)`` with algorithm KSU.
 
     Parameters
@@ -66,6 +66,8 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
         permutation) instead of a selection rule.
     progress : bool, default=False
         Show a progress bar (stderr) over the validation folds.
+    n_jobs : int, default=None
+        Threads of the greedy permutation (the result does not depend on it).
 
     Returns
     -------
@@ -83,7 +85,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
     cap = n if max_prototypes is None else max_prototypes
     if target_size is not None:
         net = run_greedy(X, code, start=central_row(X), max_centres=min(target_size, cap), labels=y,
-                         n_classes=n_classes)
+                         n_classes=n_classes, n_jobs=n_jobs)
         m = np.arange(1, len(net.order) + 1)
         curve = {"m": m, "train_errors": net.train_errors,
                  "bound": compression_bound(n, net.train_errors / n, 2 * m, delta)}
@@ -99,7 +101,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
         if selection == "auto":
             limit = min(limit, max(1, certifying_limit(n, delta, trivial_error(y))))
         net = run_greedy(X, code, start=central_row(X), max_centres=limit, labels=y,
-                         n_classes=n_classes)
+                         n_classes=n_classes, n_jobs=n_jobs)
         m = np.arange(1, len(net.order) + 1)
         bound = compression_bound(n, net.train_errors / n, 2 * m, delta)
         best = int(np.argmin(bound)) + 1            # ties: the smallest net
@@ -116,7 +118,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
         # The traversal keeps only the cells of its last prefix; replaying the (identical)
         # first steps is cheaper than recording every row's cell at every step.
         final = run_greedy(X, code, start=int(net.order[0]), max_centres=best, labels=y,
-                           n_classes=n_classes)
+                           n_classes=n_classes, n_jobs=n_jobs)
         return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve, selection="bound")
 
     if selection == "bound" or (selection == "auto" and n < _n_folds(validation_fraction)):
@@ -131,7 +133,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
         # hardly condensing, and the largest nets cost the most to build.
         fold_cap = min(cap, int(active.sum())) if max_prototypes is not None else int(active.sum()) // 2
         fold = run_greedy(X, code, start=central_row(X, active), max_centres=max(1, fold_cap),
-                          labels=y, n_classes=n_classes, active=active.view(np.uint8))
+                          labels=y, n_classes=n_classes, active=active.view(np.uint8), n_jobs=n_jobs)
         curves.append(fold.valid_errors)
         n_train.append(int(active.sum()))
     length = min(len(c) for c in curves)
@@ -156,7 +158,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
     # curve is flat at small scales, so carrying the scale over is unstable.
     size = min(cap, n, int(round(chosen * n / np.mean(n_train))))
     final = run_greedy(X, code, start=central_row(X), max_centres=size, labels=y,
-                       n_classes=n_classes)
+                       n_classes=n_classes, n_jobs=n_jobs)
     return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve, selection="validation")
 
 

@@ -17,6 +17,10 @@ import numpy as np
 
 from nnkd._core.cext import greedy_permutation_c
 from nnkd._core.metrics import as_points, metric_code
+from nnkd._core.threads import n_threads
+
+#: Most threads the C core's traversal uses (``NNKD_MAX_THREADS``).
+MAX_THREADS = 64
 
 
 @dataclass(frozen=True)
@@ -70,20 +74,22 @@ def resolve_count(value, n: int, name: str) -> int:
 
 
 def run_greedy(X, code, *, start=0, max_centres=None, stop_radius=-1.0, labels=None,
-               n_classes=0, active=None) -> GreedyPermutation:
+               n_classes=0, active=None, n_jobs=None) -> GreedyPermutation:
     """Greedy permutation on already-coerced inputs (float32 C-contiguous ``X``, int64
-    ``labels`` in ``[0, n_classes)``, uint8 ``active``). Internal fast path."""
+    ``labels`` in ``[0, n_classes)``, uint8 ``active``). Internal fast path; ``n_jobs``
+    threads scan each centre's cells (the result does not depend on it)."""
     n = X.shape[0]
     n_active = n if active is None else int(np.count_nonzero(active))
     max_centres = n_active if max_centres is None else min(int(max_centres), n_active)
     order, radius, owner, dist, tr, va, m = greedy_permutation_c(
-        X, code, start, max_centres, stop_radius, labels, n_classes, active)
+        X, code, start, max_centres, stop_radius, labels, n_classes, active, min(MAX_THREADS, n_threads(n_jobs)))
     return GreedyPermutation(order[:m], radius[:m], owner, dist,
                              None if tr is None else tr[:m], None if va is None else va[:m])
 
 
 def greedy_permutation(X, *, metric: str = "euclidean", start: int = 0, max_prototypes=None,
-                       stop_radius: float | None = None, labels=None, active=None) -> GreedyPermutation:
+                       stop_radius: float | None = None, labels=None, active=None,
+                       n_jobs=None) -> GreedyPermutation:
     """Order points farthest-first, giving a net at every scale.
 
     Parameters
@@ -105,6 +111,9 @@ def greedy_permutation(X, *, metric: str = "euclidean", start: int = 0, max_prot
     active : array-like of shape (n_samples,), dtype=bool, default=None
         Rows that may become centres and vote; the others (held-out rows) are only
         assigned to cells and scored. ``None`` means all rows are active.
+    n_jobs : int, default=None
+        Threads scanning each new centre's cells (``None``: 1, ``-1``: all cores). The
+        output is identical for every value.
 
     Returns
     -------
@@ -154,4 +163,4 @@ def greedy_permutation(X, *, metric: str = "euclidean", start: int = 0, max_prot
     elif not np.isfinite(stop_radius):
         raise ValueError(f"stop_radius={stop_radius} must be finite.")
     return run_greedy(X, code, start=int(start), max_centres=cap, stop_radius=float(stop_radius),
-                      labels=lab, n_classes=n_classes, active=act)
+                      labels=lab, n_classes=n_classes, active=act, n_jobs=n_jobs)

@@ -231,7 +231,7 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
                                   max_prototypes=cap, target_size=target,
                                   validation_fraction=self.validation_fraction,
                                   error_tolerance=self.error_tolerance,
-                                  random_state=self.random_state, progress=self.verbose)
+                                  random_state=self.random_state, progress=self.verbose, n_jobs=self.n_jobs)
         elif self.method == "gkn":
             result = gkn_condense(Xw, y_codes, code, delta=self.delta, max_prototypes=cap,
                                   target_size=target, n_jobs=self.n_jobs,
