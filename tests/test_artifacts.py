@@ -232,27 +232,30 @@ def test_bad_array_values_are_refused(saved, name, value, match):
         load_student(saved)
 
 
-def test_int8_students_store_codes_and_scales_and_round_trip_exactly(rng, tmp_path):
-    P = rng.normal(size=(40, 4)) * np.array([1.0, 100.0, 0.01, 5.0])      # columns of very different range
-    knn = _knn(rng, dtype="int8")
+def test_int8_students_store_codes_scales_offsets_and_round_trip_exactly(rng, tmp_path):
+    # columns of very different range, one far from zero (an offset symmetric codes would waste)
+    P = rng.normal(size=(40, 4)) * np.array([1.0, 100.0, 0.01, 5.0]) + np.array([0.0, 0.0, 0.0, 500.0])
+    knn = _knn(rng)
     knn8 = PrototypeStudent(classes=knn.classes, prototypes=P, label_vectors=knn.label_vectors, dtype="int8")
     path = knn8.save(tmp_path / "s")
     with np.load(path / "arrays.npz") as data:
-        codes, scales = data["prototypes"], data["prototypes__scale"]
-        assert codes.dtype == np.int8 and scales.shape == (4,) and np.abs(codes).max() <= 127
-        # the stored values are codes x per-column scales, each within half a step of the input
-        assert_array_equal(codes.astype(np.float32) * scales, knn8.prototypes)
-        assert np.all(np.abs(knn8.prototypes - P) <= scales / 2 * (1 + 1e-6) + 1e-12)
+        codes, scales, offsets = data["prototypes"], data["prototypes__scale"], data["prototypes__offset"]
+        assert codes.dtype == np.int8 and scales.shape == offsets.shape == (4,) and np.abs(codes).max() <= 127
+        # the stored values are codes x per-column scales + offsets, each within half a step
+        # of the input: 255 levels over each column's own range, offset or not
+        assert_array_equal(((codes.astype(np.float32) * scales).astype(np.float32) + offsets).astype(np.float32),
+                           knn8.prototypes)
+        span = P.max(axis=0) - P.min(axis=0)
+        assert np.all(np.abs(knn8.prototypes - P) <= span / 254 * (0.5 + 1e-3) + 1e-4 * np.abs(P))
     loaded = load_student(path)
     assert_array_equal(loaded.prototypes, knn8.prototypes) and loaded.dtype == "int8"
     X = rng.normal(size=(30, 4))
     assert_array_equal(loaded.predict_proba(X), knn8.predict_proba(X))
-    # honest size: 1 byte per parameter plus a float32 scale per column of each matrix
-    assert knn8.size_bytes == 40 * 4 + 4 * 4 + 40 * 3 + 4 * 3
-    # quantising again changes nothing (the scales are fixed points)
-    again = PrototypeStudent(classes=knn.classes, prototypes=knn8.prototypes, label_vectors=knn8.label_vectors,
-                             dtype="int8")
+    # saved again, the loaded student writes the very same codes
+    again = load_student(loaded.save(tmp_path / "again"))
     assert_array_equal(again.prototypes, knn8.prototypes)
+    # honest size: 1 byte per parameter plus a float32 scale and offset per column of each matrix
+    assert knn8.size_bytes == 40 * 4 + 8 * 4 + 40 * 3 + 8 * 3
 
 
 def test_int8_tree_vectors_stay_float32(tmp_path):
@@ -268,7 +271,10 @@ def test_int8_tree_vectors_stay_float32(tmp_path):
     (lambda a: {**a, "prototypes": np.full_like(a["prototypes"], -128)}, r"\[-127, 127\]"),
     (lambda a: {**a, "prototypes__scale": -a["prototypes__scale"]}, "finite positive"),
     (lambda a: {**a, "prototypes__scale": a["prototypes__scale"][:2]}, "shape|scales"),
-    (lambda a: {k: v for k, v in a.items() if k != "prototypes__scale"}, "no 'prototypes__scale'"),
+    (lambda a: {**a, "prototypes__offset": np.full_like(a["prototypes__offset"], np.inf)}, "finite numbers"),
+    (lambda a: {**a, "prototypes__offset": np.full_like(a["prototypes__offset"], 3e38),
+                "prototypes__scale": np.full_like(a["prototypes__scale"], 3e36)}, "overflow"),
+    (lambda a: {k: v for k, v in a.items() if k != "prototypes__scale"}, "needs 'prototypes__scale'"),
     (lambda a: {**a, "prototypes": a["prototypes"].astype(np.float32)}, "is not int8 codes"),
     (lambda a: {**a, "support__scale": np.ones(1, np.float32)}, "unknown array|unexpected"),
 ])

@@ -36,7 +36,7 @@ from nnkd._core.artifacts import (
     write_json,
 )
 from nnkd._core.metrics import check_points
-from nnkd.student._storage import DTYPES, decode, encode, round_to_storage, saved_layout, stored_bytes
+from nnkd.student._storage import LOADED_CODES, DTYPES, decode, encode, round_to_storage, saved_layout, stored_bytes
 
 FORMAT = "nnkd.student"
 FORMAT_VERSION = 2
@@ -210,10 +210,16 @@ class Student:
             raise ValueError(f"bound_kind={self.bound_kind!r} must be one of {BOUND_KINDS}.")
         self.meta = dict(self.meta or {})
         self._validate()
+        # name -> (the stored array, its int8 encoding): what save() writes, so nothing is
+        # quantised twice.
+        self._encodings: dict[str, tuple] = {}
         for name in self.FLOAT_ARRAYS:
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, round_to_storage(value, self.dtype, name))
+                rounded, encoding = round_to_storage(value, self.dtype, name)
+                setattr(self, name, rounded)
+                if encoding is not None:
+                    self._encodings[name] = (rounded, encoding)
 
     # -- what each kind provides ---------------------------------------------------------------
     def _validate(self) -> None:
@@ -336,8 +342,13 @@ class Student:
         arrays = {}
         for name in self.ARRAYS:
             value = getattr(self, name)
-            if value is not None:
-                arrays.update(encode(name, value, self.dtype) if name in self.FLOAT_ARRAYS else {name: value})
+            if value is None:
+                continue
+            if name in self.FLOAT_ARRAYS:
+                kept = self._encodings.get(name)
+                arrays.update(encode(name, value, self.dtype, kept[1] if kept and kept[0] is value else None))
+            else:
+                arrays[name] = value
 
         def write(directory: Path) -> None:
             np.savez(directory / ARRAYS_FILE, **arrays)
@@ -420,13 +431,18 @@ def load_student(path, *, key=None, key_file=None, trust_native: bool | None = N
     layout = saved_layout(cls.ARRAYS, cls.FLOAT_ARRAYS, meta.get("dtype", "float32"))
     shapes = check_shapes(meta["shapes"], layout, str(meta_path))
     try:
-        arrays = decode(read_npz(directory / ARRAYS_FILE, {k: (layout[k], shape) for k, shape in shapes.items()}),
-                        cls.FLOAT_ARRAYS, meta.get("dtype", "float32"))
+        arrays, encodings = decode(read_npz(directory / ARRAYS_FILE,
+                                            {k: (layout[k], shape) for k, shape in shapes.items()}),
+                                   cls.FLOAT_ARRAYS, meta.get("dtype", "float32"))
     except ValueError as exc:
         if str(exc).startswith(str(directory)):
             raise
         raise ValueError(f"{directory / ARRAYS_FILE}: {exc}") from None
     common = {"classes": classes, "dtype": meta.get("dtype", "float32"), "bound": bound,
               "bound_kind": meta.get("bound_kind"), "meta": meta.get("meta") or {}}
-    return cls._from_saved(meta, arrays, common, directory,
-                           {"key": key, "key_file": key_file, "trust_native": trust_native})
+    token = LOADED_CODES.set(encodings)         # the rebuilt student keeps the codes it was saved with
+    try:
+        return cls._from_saved(meta, arrays, common, directory,
+                               {"key": key, "key_file": key_file, "trust_native": trust_native})
+    finally:
+        LOADED_CODES.reset(token)
