@@ -17,4 +17,5 @@ from nnkd.student._prototypes import PrototypeRegressor, PrototypeStudent, cell_
 from nnkd.student._tree import TREE_INFERENCE, TreeStudent
 
 __all__ = ["DTYPES", "TREE_INFERENCE", "ProjectionStudent", "PrototypeRegressor", "PrototypeStudent", "Student",
-           "TreeStudent", "cell_layout", "load_student", "projection_size_bytes", "read_student_metadata", "register_kind", "student_kinds"]
+           "TreeStudent", "cell_layout", "load_student", "projection_size_bytes", "read_student_metadata",
+           "register_kind", "student_kinds"]

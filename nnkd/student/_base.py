@@ -36,7 +36,7 @@ from nnkd._core.artifacts import (
     write_json,
 )
 from nnkd._core.metrics import check_points
-from nnkd.student._storage import LOADED_CODES, DTYPES, decode, encode, round_to_storage, saved_layout, stored_bytes
+from nnkd.student._storage import DTYPES, LOADED_CODES, decode, encode, round_to_storage, saved_layout
 
 FORMAT = "nnkd.student"
 FORMAT_VERSION = 2

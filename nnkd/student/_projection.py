@@ -13,9 +13,9 @@ from typing import ClassVar
 import numpy as np
 
 from nnkd.index import make_index
-from nnkd.student._storage import stored_bytes
 from nnkd.student._base import choice_param, float_array, positive_param, register_kind
 from nnkd.student._prototypes import PrototypeEvidence
+from nnkd.student._storage import stored_bytes
 
 
 def projection_size_bytes(n_prototypes: int, n_dims: int, n_features: int, n_outputs: int, subclasses: bool,

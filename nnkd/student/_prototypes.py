@@ -18,9 +18,7 @@ from nnkd._core.artifacts import scalars_param
 from nnkd._core.kernels import KERNELS, kernel_weights, weighted_mean
 from nnkd._core.metrics import check_points
 from nnkd.index import INDEX_METRICS, Index, load_index, make_index, parse_spec
-from nnkd.student._storage import stored_bytes
 from nnkd.student._base import (
-    DTYPES,
     Student,
     choice_param,
     float_array,
@@ -28,6 +26,7 @@ from nnkd.student._base import (
     positive_param,
     register_kind,
 )
+from nnkd.student._storage import stored_bytes
 
 SPACES = ("input", "teacher")
 _INDEX_DIR = "index"

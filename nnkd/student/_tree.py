@@ -15,9 +15,9 @@ from typing import ClassVar
 import numpy as np
 
 from nnkd._core.metrics import check_points
-from nnkd.student._storage import stored_bytes
 from nnkd.student._base import Student, choice_param, float_array, int_param, register_kind
 from nnkd.student._prototypes import check_k
+from nnkd.student._storage import stored_bytes
 
 TREE_INFERENCE = ("max_path", "mixture")
 #: Deepest tree a student may have (2**16 leaves is far beyond a tree a person can read).
