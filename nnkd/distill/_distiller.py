@@ -462,7 +462,10 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
                 on_epoch=on_epoch)
 
         def fidelity(module, recipe: Recipe) -> float:
-            student = self._projection_student(module, recipe, mean, scale, None)
+            try:
+                student = self._projection_student(module, recipe, mean, scale, None)
+            except ValueError:      # cannot be stored at its dtype (float16 overflow): never chosen
+                return -1.0
             return float(np.mean(np.argmax(student.predict_proba(X[val]), axis=1) == hard[val]))
 
         log, scored = [], {}
