@@ -25,8 +25,9 @@ def _demo_cli(args) -> None:
     report = run_demo(out, random_state=args.random_state, n_jobs=args.n_jobs)
     print(report["dataset"])
     print(format_table(report))
-    print("(fidelity = agreement with the teacher; size = float32 parameters; bound = KSU compression bound on "
-          "the error vs the teacher's labels, delta = 0.05)")
+    print("(fidelity = agreement with the teacher; size = every parameter at its storage type; bound: "
+          "compression = sample-compression bound, held-out = Clopper-Pearson bound on held-out rows, "
+          "vacuous = >= 1; delta = 0.05; see docs/bounds.md)")
     for path in report["files"]:
         print(f"wrote {path}")
 
