@@ -40,6 +40,10 @@ def check_points(X, name: str = "X") -> np.ndarray:
     if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
         raise TypeError(f"{name} must hold real numbers; got dtype {X.dtype}.")
     X = np.ascontiguousarray(X, dtype=np.float32)
+    if not X.flags.aligned:
+        # Buffers from a byte stream (pickle protocol 5, dask's transfers, a file mapped at an
+        # odd offset) can be misaligned; the C core and the kernels need aligned rows.
+        X = X.copy()
     if not np.isfinite(X).all():
         raise ValueError(f"{name} contains NaN or infinity (after conversion to float32); clean or impute it first.")
     return X

@@ -11,6 +11,7 @@ import numpy as np
 
 from nnkd._core.artifacts import package_version, write_artifact, write_json
 from nnkd._core.metrics import SEARCH_METRICS, check_points, normalize_rows
+from nnkd._core.partitions import is_dask_collection
 
 #: Metric names every backend understands (where it can: see each backend's docs).
 INDEX_METRICS = SEARCH_METRICS
@@ -59,6 +60,7 @@ class Index:
         self._check_supported()
         self._dim: int | None = None
         self._n = 0
+        self._shards = None
 
     # -- what subclasses provide ---------------------------------------------------------
     def _check_supported(self) -> None:
@@ -118,13 +120,23 @@ class Index:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Finite values; converted to C-contiguous float32.
+        X : array-like or dask array of shape (n_samples, n_features)
+            Finite values; converted to C-contiguous float32. A dask array (or dataframe)
+            is indexed as shards, one per row partition, built on the workers of the active
+            ``dask.distributed`` client (in this process without one); :meth:`query` then
+            merges the shards' top ``k`` exactly (see :mod:`nnkd.index._sharded`).
 
         Returns
         -------
         self : Index
         """
+        if is_dask_collection(X):
+            from nnkd.index._sharded import Shards
+
+            self._shards = Shards(self, X)
+            self._dim, self._n = self._shards.dim, self._shards.n
+            return self
+        self._shards = None
         X = self._prepare(X, "X")
         self._build(X)
         self._dim, self._n = X.shape[1], X.shape[0]
@@ -152,16 +164,28 @@ class Index:
             Bad ``Q`` or ``k``, or an approximate backend returned fewer than ``k``
             neighbours for some row (raise its search-breadth parameter).
         """
+        dist, ind = self.query_unrounded(Q, k)
+        return np.ascontiguousarray(dist, dtype=np.float32), np.ascontiguousarray(ind, dtype=np.int64)
+
+    def query_unrounded(self, Q, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`query` with the distances in the precision the backend computed them
+        (float64 for the exact backend): what merging the results of several indexes
+        needs, so that ties are decided as one index would decide them."""
         self._check_fitted()
         if isinstance(k, bool) or not isinstance(k, Integral) or not 1 <= k <= self._n:
             raise ValueError(f"k={k!r} must be an integer in [1, {self._n}] (the number of indexed rows).")
+        if self._shards is not None:
+            Q = check_points(Q, "Q")          # each shard prepares (normalises) it itself
+            if Q.shape[1] != self._dim:
+                raise ValueError(f"Q has {Q.shape[1]} features but the index was fitted on {self._dim}.")
+            return self._shards.query(Q, int(k), self.query_params)
         Q = self._prepare(Q, "Q")
         dist, ind = self._search(Q, int(k))
         short = np.flatnonzero((ind < 0).any(axis=1))
         if short.size:
             raise ValueError(f"{self.spec} returned fewer than k={k} neighbours for {short.size} query row(s) "
                              f"(first: row {short[0]}); raise {self._breadth_param()}.")
-        return np.ascontiguousarray(dist, dtype=np.float32), np.ascontiguousarray(ind, dtype=np.int64)
+        return dist, np.asarray(ind, dtype=np.int64)
 
     def set_query_params(self, **params) -> Index:
         """Change query-time parameters (``efSearch``, ``nprobe``, ...) in place; returns self."""
@@ -199,6 +223,9 @@ class Index:
         path : pathlib.Path
         """
         self._check_fitted()
+        if self._shards is not None:
+            raise ValueError(f"{self!r} is sharded over {len(self._shards)} dask partitions and cannot be saved "
+                             "as one artifact; fit it on an in-memory array to save it.")
 
         def write(directory: Path) -> None:
             self._save_native(directory)

@@ -17,16 +17,13 @@ from nnkd._sklearn_compat import (
     _safe_indexing,
     validate_data,
 )
+from nnkd._core.partitions import as_row_partitions, is_dask_collection, labels_like
 from nnkd.condense.bounds import compression_bound
-from nnkd.condense.fcnn import fcnn_condense
-from nnkd.condense.gkn import gkn_condense
-from nnkd.condense.hart import hart_condense
-from nnkd.condense.ksu import ksu_condense
-from nnkd.condense.nets import resolve_count
+from nnkd.condense.methods import METHODS, CondenseSettings, final_selection, run_condenser
+from nnkd.condense.partitioned import check_partitioned_method, partitioned_classes, partitioned_condense
 from nnkd.neighbors._base import StudentMixin, build_index
 from nnkd.student import PrototypeStudent, cell_layout
 
-METHODS = ("ksu", "gkn", "hart", "fcnn")
 
 
 class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
@@ -114,7 +111,13 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
     selection_ : str
         What chose the number of prototypes: ``"bound"``, ``"validation"``,
         ``"target_size"``, ``"max_prototypes"`` (a Hart/FCNN store stopped at the cap) or
-        ``"consistent"`` (Hart/FCNN: the store classifies every training row right).
+        ``"consistent"`` (Hart/FCNN: the store classifies every training row right) or
+        ``"merged"`` (Hart/FCNN fitted on a dask array: the merged store is consistent on the
+        union of the partition stores, not on every row).
+    merge_scale_ : float or None
+        Only after a fit on a dask array with ``"ksu"``: the scale ``gamma`` (the largest
+        covering radius of a partition's net) at which the union of the partition nets was
+        netted again; every training row lies within ``2 * merge_scale_`` of a prototype.
     training_error_ : float
         Error of the fitted classifier on the training set.
     compression_ratio_ : float
@@ -206,76 +209,101 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training rows (finite; converted to float32).
-        y : array-like of shape (n_samples,)
+        X : array-like, dask array or dask dataframe of shape (n_samples, n_features)
+            Training rows (finite; converted to float32). A dask collection is condensed by
+            partitions where it lives ("ksu", "hart", "fcnn"): each row partition on its
+            worker, then the union of their stores, then a second pass over the partitions
+            labels the cells and measures ``training_error_`` and ``bound_`` over all rows
+            (see :mod:`nnkd.condense.partitioned` for the covering guarantee).
+        y : array-like or dask array of shape (n_samples,)
             Class labels (any hashable type numpy can sort).
 
         Returns
         -------
         self : MarginCondensedNN
         """
+        if is_dask_collection(X):
+            return self._fit_partitioned(X, y)
         X, y = validate_data(self, X, y, dtype=np.float32, order="C")
         check_classification_targets(y)
         self.classes_, y_codes = np.unique(y, return_inverse=True)
         y_codes = y_codes.astype(np.int64)
-        code = metric_code(self.metric)
-        Xw = as_points(X, self.metric)
-        n = X.shape[0]
-        cap = None if self.max_prototypes is None else resolve_count(self.max_prototypes, n, "max_prototypes")
-        target = None if self.target_size is None else resolve_count(self.target_size, n, "target_size")
-        if target is not None and cap is not None:
-            target = min(target, cap)
-        if self.method == "ksu":
-            result = ksu_condense(Xw, y_codes, code, delta=self.delta, selection=self.selection,
-                                  max_prototypes=cap, target_size=target,
-                                  validation_fraction=self.validation_fraction,
-                                  error_tolerance=self.error_tolerance,
-                                  random_state=self.random_state, progress=self.verbose, n_jobs=self.n_jobs)
-        elif self.method == "gkn":
-            result = gkn_condense(Xw, y_codes, code, delta=self.delta, max_prototypes=cap,
-                                  target_size=target, n_jobs=self.n_jobs,
-                                  progress=self.verbose)
-        else:
-            limit = target if target is not None else cap
-            if self.method == "hart":
-                result = hart_condense(Xw, y_codes, code, max_prototypes=limit,
-                                       random_state=self.random_state, n_jobs=self.n_jobs)
-            else:
-                result = fcnn_condense(Xw, y_codes, code, max_prototypes=limit, n_jobs=self.n_jobs)
-
-        k, n_classes = result.support.shape[0], self.classes_.shape[0]
+        settings = self._settings()
+        result = run_condenser(settings, as_points(X, self.metric), y_codes, metric_code(self.metric))
+        k = result.support.shape[0]
         self.index_ = build_index(self, X[result.support])
         owner, voters = result.owner, result.voters
         if self.index != "exact":
             owner = self.index_.query(X, 1)[1][:, 0]
+        n_classes = self.classes_.shape[0]
         weights = None if voters is None else voters.astype(np.float64)
         counts = np.bincount(owner * n_classes + y_codes, weights=weights,
                              minlength=k * n_classes).reshape(k, n_classes)
+        self._set_condensed(X[result.support], result.support, y_codes[result.support], owner, counts,
+                            scale=result.scale, selection=result.selection, curve=result.curve)
+        # Votes may come from some rows only (GKN); the error counts every row.
+        self.training_error_ = float(np.mean(self._proto_codes[owner] != y_codes))
+        self._set_bound(settings)
+        return self
+
+    def _settings(self) -> CondenseSettings:
+        return CondenseSettings(
+            method=self.method, delta=self.delta, selection=self.selection,
+            validation_fraction=self.validation_fraction, error_tolerance=self.error_tolerance,
+            max_prototypes=self.max_prototypes, target_size=self.target_size, random_state=self.random_state,
+            n_jobs=self.n_jobs, progress=self.verbose)
+
+    def _fit_partitioned(self, X, y):
+        """``fit`` on a dask collection: partition-and-merge condensing
+        (:mod:`nnkd.condense.partitioned`: each partition condensed on its worker, the union
+        of their stores condensed again, the merged set scored over every row in a second
+        pass). For KSU the merged net covers every row within twice the largest partition
+        scale."""
+        check_partitioned_method(self.method)
+        X = as_row_partitions(X)
+        y = labels_like(y, X)
+        classes = partitioned_classes(y)
+        check_classification_targets(classes)
+        metric_code(self.metric)
+        self.n_features_in_ = int(X.shape[1])
+        settings = self._settings()
+        fit, self.classes_ = partitioned_condense(settings, X, y, metric=self.metric, classes=classes,
+                                                  make_index=lambda P: build_index(self, P))
+        self.index_ = fit.index
+        self._set_condensed(fit.prototypes, fit.support, fit.codes, fit.owner, fit.counts, scale=fit.scale,
+                            selection=fit.selection, curve=fit.curve)
+        self.training_error_ = fit.errors / fit.owner.shape[0]
+        self.merge_scale_ = fit.merge_scale
+        self._set_bound(settings)
+        return self
+
+    def _set_condensed(self, prototypes, support, own_codes, owner, counts, *, scale, selection, curve) -> None:
+        """Fitted attributes from the prototypes, their training rows' cells and class counts."""
+        k = prototypes.shape[0]
+        counts = np.asarray(counts, dtype=np.float64)
         empty = counts.sum(axis=1) == 0
         # A cell can be empty only for an exact duplicate of an earlier prototype (ties go
         # to the earlier one); it then keeps its own label.
-        counts[empty, y_codes[result.support[empty]]] = 1
+        counts[empty, own_codes[empty]] = 1
         self.prototype_proba_ = counts / counts.sum(axis=1, keepdims=True)
         self._proto_codes = np.argmax(counts, axis=1)
         self.prototype_labels_ = self.classes_[self._proto_codes]
-        self.support_ = result.support
-        self.sample_indices_ = result.support
-        self.prototypes_ = X[result.support]
-        self.scale_ = float(result.scale)
+        self.support_ = np.asarray(support, dtype=np.int64)
+        self.sample_indices_ = self.support_
+        self.prototypes_ = prototypes
+        self.scale_ = float(scale)
         self._cell_indptr, self._cell_indices = cell_layout(owner, k)
-        self._n_samples = n
-        self.training_error_ = float(np.mean(self._proto_codes[owner] != y_codes))
-        q = float(compression_bound(n, self.training_error_, 2 * k, self.delta))
+        self._n_samples = owner.shape[0]
+        self.selection_ = selection
+        self.compression_ratio_ = k / owner.shape[0]
+        self.selection_curve_ = curve
+
+    def _set_bound(self, settings: CondenseSettings) -> None:
+        k = self.prototypes_.shape[0]
+        q = float(compression_bound(self._n_samples, self.training_error_, 2 * k, self.delta))
         self.bound_vacuous_ = not q < 1.0
         self.bound_ = min(q, 1.0)
-        self.selection_ = result.selection
-        if self.method in ("hart", "fcnn"):
-            self.selection_ = ("consistent" if self.training_error_ == 0.0 or limit is None
-                               else "target_size" if target is not None else "max_prototypes")
-        self.compression_ratio_ = k / n
-        self.selection_curve_ = result.curve
-        return self
+        self.selection_ = final_selection(settings, self.selection_, self.training_error_)
 
     def _nearest(self, X):
         X = validate_data(self, X, dtype=np.float32, order="C", reset=False)

@@ -36,6 +36,7 @@ from nnkd._core.artifacts import (
     write_json,
 )
 from nnkd._core.metrics import check_points
+from nnkd._core.partitions import is_dask_collection, map_rows
 from nnkd.student._storage import DTYPES, LOADED_CODES, decode, encode, round_to_storage, saved_layout
 
 FORMAT = "nnkd.student"
@@ -297,18 +298,27 @@ class Student:
         """Predictions, ndarray of shape (n_queries,): the most probable class per row (ties:
         the first class), or a regressor's values.
 
+        A dask array (or dataframe) of rows gives a dask array of predictions, computed per
+        row partition wherever dask runs it (the student is shipped to each worker once).
+
         Raises
         ------
         ValueError
             Bad input, or an output that is NaN or infinite (an input far outside what the
             student was fitted on can overflow it): never a silent "class 0".
         """
+        if is_dask_collection(X):
+            dtype = np.float64 if self.classes is None else self.classes.dtype
+            return map_rows(self, "predict", X, width=None, dtype=dtype)
         return self.predict_with_proba(X)[0]
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, ndarray of shape (n_queries, n_classes), float64 (raises as
-        :meth:`predict`, and :meth:`check_proba`'s error for a student without them)."""
+        :meth:`predict`, and :meth:`check_proba`'s error for a student without them). A dask
+        array of rows gives a dask array, as for :meth:`predict`."""
         self.check_proba()
+        if is_dask_collection(X):
+            return map_rows(self, "predict_proba", X, width=len(self.classes), dtype=np.float64)
         return self.predict_with_proba(X)[1]
 
     def predict_with_proba(self, X, *, check_finite: bool = True) -> tuple[np.ndarray, np.ndarray | None]:

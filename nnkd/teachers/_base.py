@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnkd._core.metrics import check_points
+from nnkd._core.partitions import first_row, is_dask_collection, map_rows
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -53,12 +54,25 @@ class Teacher:
             raise ValueError(f"teacher {what} changed width between batches.")
         return result
 
+    def _lazily(self, method: str, X, **kwargs):
+        """``self.<method>`` over the row partitions of a dask array: a dask array, the teacher
+        shipped to each worker once. The output width comes from the first row."""
+        width = getattr(self, method)(first_row(X), **kwargs).shape[1]
+        dtype = np.float64 if method == "soft_labels" else np.float32
+        return map_rows(self, method, X, width=width, dtype=dtype, **kwargs)
+
     def embed(self, X) -> np.ndarray:
-        """Teacher embeddings of ``X``: ndarray of shape (n_samples, n_dims), float32."""
+        """Teacher embeddings of ``X``: ndarray of shape (n_samples, n_dims), float32 (a dask
+        array, computed per partition, for a dask array ``X``)."""
+        if is_dask_collection(X):
+            return self._lazily("embed", X)
         return self._batched(self._embed_batch, X, "embeddings")
 
     def logits(self, X) -> np.ndarray:
-        """Teacher logits of ``X``: ndarray of shape (n_samples, n_classes), float32."""
+        """Teacher logits of ``X``: ndarray of shape (n_samples, n_classes), float32 (a dask
+        array for a dask array ``X``)."""
+        if is_dask_collection(X):
+            return self._lazily("logits", X)
         return self._batched(self._logits_batch, X, "logits")
 
     def classifier_weights(self) -> np.ndarray:
@@ -74,6 +88,9 @@ class Teacher:
     def soft_labels(self, X, temperature: float | None = None) -> np.ndarray:
         """``softmax(logits / T)``: ndarray of shape (n_samples, n_classes), float64 (rows sum to 1).
 
-        ``temperature`` defaults to the teacher's ``temperature``.
+        ``temperature`` defaults to the teacher's ``temperature``. For a dask array ``X``: a
+        dask array, computed per partition with the teacher shipped to each worker once.
         """
+        if is_dask_collection(X):
+            return self._lazily("soft_labels", X, temperature=temperature)
         return softmax(self.logits(X), self.temperature if temperature is None else temperature)

@@ -1,0 +1,151 @@
+"""Dask: sharded search, partition-and-merge condensing, bulk prediction, teacher labelling.
+
+Oracles: one in-memory index, NumPy brute force, the compression bound's formula. The
+cluster tests start and stop their own LocalCluster (2 worker processes on 127.0.0.1).
+"""
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array", reason="the nnkd[dask] extra is not installed")
+distributed = pytest.importorskip("distributed", reason="the nnkd[dask] extra is not installed")
+
+from nnkd import MarginCondensedNN  # noqa: E402
+from nnkd._core.partitions import read_npy_lazily  # noqa: E402
+from nnkd.condense import compression_bound  # noqa: E402
+from nnkd.index import make_index  # noqa: E402
+from nnkd.teachers import CallableTeacher  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None, protocol="tcp")
+    with cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def blobs(n=3000, d=5, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(classes, d))
+    y = rng.integers(0, classes, size=n)
+    return (centres[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+def tied_points(n, d, seed):
+    # Small integer grids: many exact ties in distance, decided by row number.
+    return np.random.default_rng(seed).integers(0, 4, size=(n, d)).astype(np.float32) + 0.5
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "manhattan"])
+@pytest.mark.parametrize("on_cluster", [False, True])
+def test_sharded_exact_search_equals_one_index(metric, on_cluster, request):
+    if on_cluster:
+        request.getfixturevalue("client")
+    X, Q = tied_points(2500, 6, 0), tied_points(150, 6, 1)
+    ref_d, ref_i = make_index("exact", metric=metric).fit(X).query(Q, 12)
+    sharded = make_index("exact", metric=metric).fit(da.from_array(X, chunks=(600, 3)))
+    got_d, got_i = sharded.query(Q, 12)
+    assert len(sharded) == X.shape[0] and sharded.dim == X.shape[1]
+    np.testing.assert_array_equal(got_i, ref_i)
+    np.testing.assert_array_equal(got_d, ref_d)
+
+
+def test_sharded_index_k_larger_than_a_shard_and_errors():
+    X = tied_points(50, 3, 2)
+    sharded = make_index("exact").fit(da.from_array(X, chunks=(7, 3)))
+    ref = make_index("exact").fit(X).query(X[:5], 30)
+    np.testing.assert_array_equal(sharded.query(X[:5], 30)[1], ref[1])
+    with pytest.raises(ValueError, match="features"):
+        sharded.query(np.zeros((2, 4)), 3)
+    with pytest.raises(ValueError, match="k="):
+        sharded.query(X[:2], 51)
+    with pytest.raises(ValueError, match="sharded"):
+        sharded.save("unused")
+
+
+def brute_nearest(Q, P):
+    d2 = ((Q[:, None, :].astype(np.float64) - P[None, :, :]) ** 2).sum(-1)
+    return np.sqrt(d2.min(axis=1)), d2.argmin(axis=1)
+
+
+def test_partitioned_ksu_covers_at_twice_the_largest_partition_scale(client):
+    X, y = blobs(4000, 4, 3, seed=3)
+    clf = MarginCondensedNN(random_state=0).fit(da.from_array(X, chunks=(900, 4)), da.from_array(y, chunks=900))
+    dist, nearest = brute_nearest(X, clf.prototypes_)
+    gamma = clf.merge_scale_
+    assert gamma == pytest.approx(clf.selection_curve_["partition_scales"].max())
+    # The guarantee the merge relies on, checked against brute force over every row.
+    assert dist.max() <= 2 * gamma * (1 + 1e-5)
+    assert clf.scale_ == pytest.approx(dist.max(), rel=1e-5)
+    np.testing.assert_array_equal(clf.prototypes_, X[clf.support_])
+    # Labels are cell majorities over all rows; the error and bound follow from them.
+    labels = clf.prototype_labels_[nearest]
+    counts = np.zeros((len(clf.support_), 3))
+    np.add.at(counts, (nearest, y), 1)
+    np.testing.assert_array_equal(clf.prototype_labels_, counts.argmax(axis=1))
+    assert clf.training_error_ == pytest.approx(np.mean(labels != y))
+    k = len(clf.support_)
+    assert clf.bound_ == pytest.approx(min(1.0, compression_bound(len(y), clf.training_error_, 2 * k, 0.05)))
+    np.testing.assert_array_equal(clf.predict(X), labels)
+
+
+@pytest.mark.parametrize("method", ["hart", "fcnn"])
+def test_partitioned_consistent_methods_are_consistent_on_the_union(method):
+    X, y = blobs(3000, 3, 4, seed=4)
+    clf = MarginCondensedNN(method, random_state=0).fit(da.from_array(X, chunks=(800, 3)), y)
+    # The merged store classifies every row of the union of partition stores right; rebuild
+    # that union by condensing each partition alone.
+    union = np.concatenate([a + MarginCondensedNN(method, random_state=0).fit(X[a:a + 800], y[a:a + 800]).support_
+                            for a in range(0, 3000, 800)])
+    assert set(clf.support_) <= set(union)
+    # With the prototypes' own labels (before the second pass relabels cells by their
+    # majority over all rows) 1-NN over the store labels every union row right.
+    _, nearest = brute_nearest(X[union], clf.prototypes_)
+    np.testing.assert_array_equal(y[clf.support_][nearest], y[union])
+    assert clf.selection_ in ("consistent", "merged")
+    assert (clf.selection_ == "consistent") == (clf.training_error_ == 0.0)
+
+
+def test_partitioned_fit_rejects_bad_input():
+    X, y = blobs(400, 3, 2, seed=5)
+    Xd = da.from_array(X, chunks=(100, 3))
+    with pytest.raises(ValueError, match="gkn"):
+        MarginCondensedNN("gkn").fit(Xd, y)
+    with pytest.raises(ValueError, match="rows"):
+        MarginCondensedNN().fit(Xd, y[:-1])
+    bad = X.copy()
+    bad[250, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        MarginCondensedNN().fit(da.from_array(bad, chunks=(100, 3)), y)
+
+
+def test_bulk_prediction_equals_in_memory_prediction(client):
+    X, y = blobs(2000, 4, 3, seed=6)
+    student = MarginCondensedNN("hart", random_state=0).fit(X, y).to_student()
+    Q, _ = blobs(1500, 4, 3, seed=7)
+    Qd = da.from_array(Q, chunks=(400, 4))
+    pred, proba = student.predict(Qd), student.predict_proba(Qd)
+    assert isinstance(pred, da.Array) and isinstance(proba, da.Array)
+    np.testing.assert_array_equal(pred.compute(), student.predict(Q))
+    np.testing.assert_allclose(proba.compute(), student.predict_proba(Q))
+
+
+def test_teacher_labelling_over_partitions_equals_in_memory(client):
+    W = np.random.default_rng(8).normal(size=(4, 3))
+    teacher = CallableTeacher(logits=lambda X: X @ W, embed=lambda X: np.tanh(X))
+    X, _ = blobs(1200, 4, 3, seed=9)
+    Xd = da.from_array(X, chunks=(500, 4))
+    np.testing.assert_allclose(teacher.soft_labels(Xd, 2.0).compute(), teacher.soft_labels(X, 2.0))
+    np.testing.assert_allclose(teacher.embed(Xd).compute(), teacher.embed(X))
+
+
+def test_read_npy_lazily_reads_partitions_of_the_file(tmp_path):
+    X, _ = blobs(1000, 3, 2, seed=10)
+    np.save(tmp_path / "x.npy", X.astype(np.float64))
+    lazy = read_npy_lazily(tmp_path / "x.npy", rows_per_partition=300)
+    assert lazy.chunks[0] == (300, 300, 300, 100)
+    np.testing.assert_array_equal(lazy.compute(), X)
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    with pytest.raises(ValueError, match="readable"):
+        read_npy_lazily(tmp_path / "bad.npy")
