@@ -42,7 +42,8 @@ def _condense_cli(args) -> None:
     _summary(condense_file(args.data, args.out, method=args.method, selection=args.selection,
                            max_prototypes=args.max_prototypes, metric=args.metric, index=args.index, label=args.label,
                            features=args.features, validation_fraction=args.validation_fraction, delta=args.delta,
-                           random_state=args.random_state, n_jobs=args.n_jobs, progress=not args.quiet))
+                           random_state=args.random_state, n_jobs=args.n_jobs, progress=not args.quiet,
+                           dask=args.dask, labels=args.labels))
 
 
 def _distill_cli(args) -> None:
@@ -60,7 +61,8 @@ def _predict_cli(args) -> None:
 
     _summary(predict_file(args.student_dir, args.data, args.out, proba=args.proba, label=args.label,
                           features=args.features, teacher=args.teacher, embedding=args.embedding,
-                          key_file=args.key_file, trust_native=True if args.trust_native else None))
+                          key_file=args.key_file, trust_native=True if args.trust_native else None,
+                          dask=args.dask))
 
 
 def _max_prototypes(text: str):
@@ -82,12 +84,18 @@ def _max_prototypes(text: str):
 
 def _add_user_data_parsers(sub) -> None:
     from nnkd._core.metrics import METRICS
+    from nnkd._core.partitions import DASK_SPEC_HELP
 
     def data_args(p, label_help: str) -> None:
         p.add_argument("data", metavar="DATA", help=".npz (keys X, y), .npy (features), .csv/.tsv (header row) "
                                                     "or .parquet")
         p.add_argument("--label", default=None, help=label_help)
         p.add_argument("--features", default=None, help=".npz only: key of the features (default X or X_train)")
+
+    def dask_arg(p) -> None:
+        p.add_argument("--dask", default=None, metavar="SPEC",
+                       help=f"run on Dask, reading DATA by partitions (.npy file or directory, Parquet, Zarr): "
+                            f"{DASK_SPEC_HELP}")
 
     def fit_args(p) -> None:
         p.add_argument("--out", required=True, help="output directory: student/ and report.json")
@@ -106,6 +114,9 @@ def _add_user_data_parsers(sub) -> None:
     p.add_argument("--metric", choices=list(METRICS), default="euclidean")
     p.add_argument("--index", default="exact", help="search backend over the prototypes (exact, faiss:..., nmslib:...)")
     p.add_argument("--delta", type=float, default=0.05, help="confidence parameter of the bound")
+    dask_arg(p)
+    p.add_argument("--labels", default=None, metavar="LABELS.npy",
+                   help="with --dask and .npy features: the labels, a .npy file (or directory) row for row")
     fit_args(p)
     p.set_defaults(func=_condense_cli)
 
@@ -132,6 +143,7 @@ def _add_user_data_parsers(sub) -> None:
     p.add_argument("--embedding", default=None, metavar="LAYER", help="the teacher's embedding layer")
     p.add_argument("--key-file", default=None, help="verify the student's signature with this key")
     p.add_argument("--trust-native", action="store_true", help="load an unsigned FAISS/NMSLIB index (files you wrote)")
+    dask_arg(p)
     p.set_defaults(func=_predict_cli)
 
 

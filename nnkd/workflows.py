@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from nnkd._core.datafiles import read_data
+from nnkd._core.partitions import dask_client, is_dask_collection, read_rows_lazily
 
 REPORT_FILE = "report.json"
 
@@ -75,12 +76,19 @@ def _finish(student, out: Path, summary: dict) -> dict:
 def condense_file(data, out, *, method: str = "ksu", selection: str = "auto", max_prototypes=None,
                   metric: str = "euclidean", index: str = "exact", label: str | None = None,
                   features: str | None = None, validation_fraction: float = 0.2, delta: float = 0.05,
-                  random_state=None, n_jobs=None, progress: bool = False) -> dict:
+                  random_state=None, n_jobs=None, progress: bool = False, dask: str | None = None,
+                  labels=None) -> dict:
     """Condense a labelled data file into a prototype student under ``out/student``.
 
     A ``validation_fraction`` of the rows (stratified) is held out: the student is fitted on
     the rest and its accuracy on both parts is reported next to the kept fraction and the
     compression bound. ``out/report.json`` holds the summary and the student's description.
+
+    With ``dask`` (``"local"``, ``"local:N"`` or ``"tcp://host:port"``) the data are read
+    partition by partition (``.npy`` files or directories with ``labels`` as ``.npy``,
+    Parquet with a ``label`` column, Zarr) and condensed by partitions on that cluster
+    (:meth:`nnkd.MarginCondensedNN.fit` on a dask array); nothing needs to fit in memory
+    but the prototypes and one partition per worker.
 
     Returns
     -------
@@ -89,20 +97,44 @@ def condense_file(data, out, *, method: str = "ksu", selection: str = "auto", ma
     from nnkd.neighbors import MarginCondensedNN
 
     out = _check_out(out)
-    d = read_data(data, label=label, features=features, require_labels=True)
-    train, val = _holdout(len(d.X), d.y, validation_fraction, random_state)
     clf = MarginCondensedNN(method=method, selection=selection, max_prototypes=max_prototypes, metric=metric,
                             index=index, delta=delta, random_state=random_state, n_jobs=n_jobs, verbose=progress)
-    clf.fit(d.X[train], d.y[train])
-    summary = {"command": "condense", "data": str(d.path), "method": method, "selection": clf.selection_,
-               "n_train": int(len(train)), "n_validation": int(len(val)), "n_features": int(d.X.shape[1]),
+    if dask is not None:
+        with dask_client(dask):
+            X, y = read_rows_lazily(data, label=label, labels=labels)
+            if y is None:
+                raise ValueError(f"{data}: condensing needs labels (--label COLUMN for Parquet, --labels FILE.npy).")
+            y = np.asarray(y.compute())
+            return _condense(clf, X, y, data, out, method, validation_fraction, random_state, delta,
+                             extra={"dask": dask, "n_partitions": len(X.chunks[0])})
+    if labels is not None:
+        raise ValueError("labels= (--labels) goes with dask= (--dask); an in-memory file carries its own labels.")
+    d = read_data(data, label=label, features=features, require_labels=True)
+    return _condense(clf, d.X, d.y, d.path, out, method, validation_fraction, random_state, delta)
+
+
+def _condense(clf, X, y, path, out: Path, method: str, validation_fraction: float, random_state, delta: float,
+              extra: dict | None = None) -> dict:
+    train, val = _holdout(len(y), y, validation_fraction, random_state)
+    clf.fit(X[train], y[train])
+    student = clf.to_student()
+
+    def accuracy(rows):
+        # The student predicts what the estimator predicts, on dask arrays too (by partitions).
+        return None if len(rows) == 0 else float(np.mean(_materialise(student.predict(X[rows])) == y[rows]))
+
+    summary = {"command": "condense", "data": str(path), "method": method, "selection": clf.selection_,
+               "n_train": int(len(train)), "n_validation": int(len(val)), "n_features": int(X.shape[1]),
                "n_classes": int(len(clf.classes_)), "n_prototypes": int(len(clf.support_)),
                "kept_fraction": float(clf.compression_ratio_),
-               "train_accuracy": _accuracy(clf.predict, d.X[train], d.y[train]),
-               "validation_accuracy": _accuracy(clf.predict, d.X[val], d.y[val]),
+               "train_accuracy": accuracy(train), "validation_accuracy": accuracy(val),
                "bound": clf.bound_, "bound_kind": "compression", "bound_vacuous": clf.bound_vacuous_,
-               "bound_delta": delta}
-    return _finish(clf.to_student(), out, summary)
+               "bound_delta": delta, **(extra or {})}
+    return _finish(student, out, summary)
+
+
+def _materialise(values):
+    return np.asarray(values.compute()) if is_dask_collection(values) else values
 
 
 def _teacher_codes(y: np.ndarray, classes, n_outputs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -187,11 +219,14 @@ def distill_file(data, teacher, out, *, embedding: str | None = None, space: str
 
 def predict_file(student_dir, data, out, *, proba: bool = False, label: str | None = None,
                  features: str | None = None, teacher=None, embedding: str | None = None, key_file=None,
-                 trust_native: bool | None = None) -> dict:
+                 trust_native: bool | None = None, dask: str | None = None) -> dict:
     """Predict every row of a data file with a saved student; write ``out`` (``.npy`` or ``.csv``).
 
     ``label`` names a column to leave out of the features (it is not used). A student that
-    takes teacher embeddings needs the ``teacher`` TorchScript file to embed the rows.
+    takes teacher embeddings needs the ``teacher`` TorchScript file to embed the rows. With
+    ``dask`` (``"local[:N]"`` or ``"tcp://host:port"``) ``data`` may be a ``.npy`` file, a
+    directory of ``.npy`` or Parquet files, or a Zarr array, read and predicted partition by
+    partition on that cluster (the student shipped to each worker once).
 
     Returns
     -------
@@ -205,8 +240,24 @@ def predict_file(student_dir, data, out, *, proba: bool = False, label: str | No
     student = load_student(student_dir, key_file=key_file, trust_native=trust_native)
     if proba:
         student.check_proba()
-    d = read_data(data, label=label, features=features)
-    X = d.X
+    if dask is not None:
+        with dask_client(dask):
+            X, _ = read_rows_lazily(data, label=label)
+            n_partitions = len(X.chunks[0])
+            result = _predict_rows(student, X, proba, teacher, embedding, student_dir)
+        summary = {"dask": dask, "n_partitions": n_partitions}
+        path = Path(data)
+    else:
+        d = read_data(data, label=label, features=features)
+        X, path, summary = d.X, d.path, {}
+        result = _predict_rows(student, X, proba, teacher, embedding, student_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_predictions(out, result, [str(c) for c in student.classes] if proba else ["prediction"])
+    return {"command": "predict", "student": str(student_dir), "data": str(path), "n_rows": int(len(result)),
+            "output": str(out), "proba": proba, **summary}
+
+
+def _predict_rows(student, X, proba: bool, teacher, embedding, student_dir) -> np.ndarray:
     if student.needs_teacher:
         if teacher is None:
             raise ValueError(f"{student_dir} takes {student.expects()}: pass the teacher with --teacher MODEL.pt "
@@ -217,15 +268,15 @@ def predict_file(student_dir, data, out, *, proba: bool = False, label: str | No
                                           ).embed(X)
     elif teacher is not None:
         raise ValueError(f"{student_dir} takes {student.expects()}; it needs no --teacher.")
-    result = student.predict_proba(X) if proba else student.predict(X)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    return _materialise(student.predict_proba(X) if proba else student.predict(X))
 
+
+def _write_predictions(out: Path, result: np.ndarray, names: list[str]) -> None:
     def write(tmp: Path) -> None:
         if out.suffix.lower() == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, result, allow_pickle=False)
             return
-        names = [str(c) for c in student.classes] if proba else ["prediction"]
         rows = result if result.ndim == 2 else result[:, None]
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(",".join(names) + "\n")
@@ -233,5 +284,3 @@ def predict_file(student_dir, data, out, *, proba: bool = False, label: str | No
                 f.write(",".join(repr(v.item()) if isinstance(v, np.floating) else str(v) for v in row) + "\n")
 
     _replace_atomically(out, write)
-    return {"command": "predict", "student": str(student_dir), "data": str(d.path), "n_rows": int(len(X)),
-            "output": str(out), "proba": proba}

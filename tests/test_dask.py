@@ -149,3 +149,33 @@ def test_read_npy_lazily_reads_partitions_of_the_file(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"not an array")
     with pytest.raises(ValueError, match="readable"):
         read_npy_lazily(tmp_path / "bad.npy")
+
+
+def test_condense_and_predict_files_by_partitions(tmp_path):
+    from nnkd.student import load_student
+    from nnkd.workflows import condense_file, predict_file
+
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X, y = blobs(3000, 4, 3, seed=11)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    (tmp_path / "parts").mkdir()
+    for i, a in enumerate(range(0, 3000, 1000)):
+        table = pa.table({**{f"f{j}": X[a:a + 1000, j] for j in range(4)}, "label": y[a:a + 1000]})
+        pq.write_table(table, tmp_path / "parts" / f"part{i}.parquet")
+    summary = condense_file(tmp_path / "X.npy", tmp_path / "out", method="hart", labels=tmp_path / "y.npy",
+                            dask="local:2", random_state=0, validation_fraction=0.2)
+    assert summary["dask"] == "local:2" and summary["n_train"] == 2400
+    student = load_student(tmp_path / "out" / "student")
+    assert summary["n_prototypes"] == len(student.prototypes)
+    # Predicting a directory of Parquet files by partitions equals predicting in memory.
+    result = predict_file(tmp_path / "out" / "student", tmp_path / "parts", tmp_path / "pred.npy", label="label",
+                          dask="local:2")
+    assert result["n_rows"] == 3000 and result["n_partitions"] == 3
+    np.testing.assert_array_equal(np.load(tmp_path / "pred.npy"), student.predict(X))
+    with pytest.raises(ValueError, match="--dask"):
+        condense_file(tmp_path / "X.npy", tmp_path / "out2", dask="cluster")
+    with pytest.raises(ValueError, match="labels"):
+        condense_file(tmp_path / "X.npy", tmp_path / "out2", dask="local:1")

@@ -11,6 +11,8 @@ the active ``dask.distributed`` client when there is one, otherwise dask's local
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +167,130 @@ def map_rows(obj, method: str, X, *, width: int | None, dtype, **kwargs):
 def first_row(X) -> np.ndarray:
     """The first row of a dask array, computed (what a probe for an output's width needs)."""
     return np.asarray(as_row_partitions(X)[:1].compute())
+
+
+#: What ``--dask`` accepts.
+DASK_SPEC_HELP = "local (a LocalCluster, one worker per core), local:N (N workers) or tcp://host:port"
+
+
+@contextmanager
+def dask_client(spec: str):
+    """A ``dask.distributed`` client for ``spec`` (:data:`DASK_SPEC_HELP`), closed on exit.
+
+    ``local[:N]`` starts a ``LocalCluster`` on 127.0.0.1 with ``N`` single-threaded worker
+    processes (default: one per core) and stops it afterwards; ``tcp://host:port`` connects
+    to a running scheduler and leaves the cluster as it was.
+    """
+    import_optional("distributed", "distributed", "--dask", "or pip install 'nnkd[dask]'")
+    from distributed import Client, LocalCluster
+
+    if not isinstance(spec, str):
+        raise TypeError(f"dask spec must be a string: {DASK_SPEC_HELP}.")
+    if spec.startswith("tcp://"):
+        with Client(spec) as client:
+            yield client
+        return
+    name, _, count = spec.partition(":")
+    if name != "local" or (count and not count.isdigit()) or count == "0":
+        raise ValueError(f"--dask {spec!r} is not understood; use {DASK_SPEC_HELP}.")
+    workers = int(count) if count else max(1, os.cpu_count() or 1)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _npy_files(path: Path) -> list[Path]:
+    files = sorted(path.glob("*.npy"))
+    if not files:
+        raise ValueError(f"{path} holds no .npy files.")
+    return files
+
+
+def read_rows_lazily(path, *, label: str | None = None, labels=None, rows_per_partition: int | None = None):
+    """Features (and labels) of a file or directory as dask arrays, read partition by partition.
+
+    - ``.npy`` file, or a directory of ``.npy`` files (concatenated in name order): features;
+      labels from ``labels`` (a ``.npy`` file or directory laid out the same way) if given;
+    - ``.parquet`` file, or a directory of Parquet files: the ``label`` column (if named) holds
+      the labels, every other column a feature;
+    - ``.zarr``: a Zarr array of features.
+
+    Returns
+    -------
+    X : dask array of shape (n_samples, n_features), float32, partitioned by rows
+    y : dask array of shape (n_samples,) or None
+    """
+    da = import_dask("Reading files lazily")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist.")
+    parquet = path.suffix.lower() == ".parquet" or (path.is_dir() and any(path.glob("*.parquet")))
+    if parquet:
+        return _read_parquet_lazily(path, label)
+    if label is not None:
+        raise ValueError(f"--label names a column of a table; {path} holds arrays (pass the labels as a .npy file).")
+    if path.suffix.lower() == ".zarr":
+        X = read_zarr(path)
+    elif path.is_dir():
+        X = da.concatenate([read_npy_lazily(f, rows_per_partition) for f in _npy_files(path)], axis=0)
+    else:
+        X = read_npy_lazily(path, rows_per_partition)
+    y = None
+    if labels is not None:
+        labels = Path(labels)
+        parts = _npy_files(labels) if labels.is_dir() else [labels]
+        arrays = [np.load(f, mmap_mode="r", allow_pickle=False) for f in parts]
+        if any(a.ndim != 1 for a in arrays):
+            raise ValueError(f"{labels}: labels must be 1-D arrays.")
+        y = labels_like(np.concatenate(arrays), X, str(labels))
+    return X, y
+
+
+def _parquet_part(path: str, row_group: int, columns: list[str]) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(path).read_row_group(row_group, columns=columns)
+    return np.column_stack([table.column(c).to_numpy() for c in columns]) if len(columns) > 1 \
+        else table.column(columns[0]).to_numpy()
+
+
+def _read_parquet_lazily(path: Path, label: str | None):
+    """One partition per Parquet row group, its row count read from the file's footer (so
+    the partition sizes are known without reading any data)."""
+    import_optional("pyarrow", "pyarrow", "Reading Parquet files", "or pip install 'nnkd[parquet]'")
+    import dask
+    import pyarrow.parquet as pq
+
+    da = import_dask("Reading Parquet files lazily")
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    columns = None
+    X_parts, y_parts = [], []
+    for f in files:
+        try:
+            meta = pq.ParquetFile(f)
+        except Exception as exc:                 # pyarrow raises its own error types
+            raise ValueError(f"{f} is not a readable Parquet file: {exc}") from None
+        schema = meta.schema_arrow
+        if columns is None:
+            if label is not None and label not in schema.names:
+                raise ValueError(f"{f} has no column {label!r}; its columns: {schema.names[:20]}.")
+            columns = [c for c in schema.names if c != label]
+            bad = [c for c in columns if not (schema.field(c).type.num_fields == 0
+                                              and np.dtype(schema.field(c).type.to_pandas_dtype()).kind in "biuf")]
+            if bad or not columns:
+                raise ValueError(f"{f}: feature column(s) {bad[:5] or columns} are not numeric.")
+        elif [c for c in schema.names if c != label] != columns:
+            raise ValueError(f"{f} has columns {schema.names[:20]}, unlike {files[0]}.")
+        for g in range(meta.num_row_groups):
+            rows = meta.metadata.row_group(g).num_rows
+            if rows == 0:
+                continue
+            X_parts.append(da.from_delayed(dask.delayed(_parquet_part)(str(f), g, columns), shape=(rows, len(columns)),
+                                           dtype=np.float64))
+            if label is not None:
+                y_parts.append(da.from_delayed(dask.delayed(_parquet_part)(str(f), g, [label]), shape=(rows,),
+                                               dtype=np.dtype(schema.field(label).type.to_pandas_dtype())))
+    if not X_parts:
+        raise ValueError(f"{path} has no rows.")
+    X = as_row_partitions(da.concatenate(X_parts, axis=0), str(path))
+    return X, (da.concatenate(y_parts) if label is not None else None)
