@@ -522,7 +522,9 @@ def test_c_core_refuses_read_only_misaligned_and_swapped_outputs(rng):
 
 def test_ctrl_c_interrupts_a_long_greedy_permutation():
     code = textwrap.dedent("""
-        import sys, numpy as np, nnkd
+        import signal, sys, numpy as np, nnkd
+        # A shell's background job inherits SIGINT ignored; Python then installs no handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         X = np.random.default_rng(0).normal(size=(300_000, 16)).astype(np.float32)
         print("start", flush=True)
         try:
