@@ -24,6 +24,7 @@ _LAZY = {
     "compression_bound": "nnkd.condense",
     "holdout_bound": "nnkd.condense",
     "show_config": "nnkd._config",
+    "read_rows_lazily": "nnkd._core.partitions",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])

@@ -69,14 +69,20 @@ def brute_nearest(Q, P):
     return np.sqrt(d2.min(axis=1)), d2.argmin(axis=1)
 
 
-def test_partitioned_ksu_covers_at_twice_the_largest_partition_scale(client):
+@pytest.mark.parametrize("selection", ["bound", "validation", "auto"])
+def test_partitioned_ksu_covers_within_partition_plus_merge_scale(client, selection):
     X, y = blobs(4000, 4, 3, seed=3)
-    clf = MarginCondensedNN(random_state=0).fit(da.from_array(X, chunks=(900, 4)), da.from_array(y, chunks=900))
+    clf = MarginCondensedNN(selection=selection, random_state=0).fit(
+        da.from_array(X, chunks=(900, 4)), da.from_array(y, chunks=900))
     dist, nearest = brute_nearest(X, clf.prototypes_)
-    gamma = clf.merge_scale_
-    assert gamma == pytest.approx(clf.selection_curve_["partition_scales"].max())
+    gamma = clf.selection_curve_["partition_scales"].max()
     # The guarantee the merge relies on, checked against brute force over every row.
-    assert dist.max() <= 2 * gamma * (1 + 1e-5)
+    assert dist.max() <= (gamma + clf.merge_scale_) * (1 + 1e-5)
+    assert clf.selection_ in ("bound", "validation")
+    curve = clf.selection_curve_
+    # The size is chosen over all rows: the bound's choice minimises the curve of the grid.
+    if clf.selection_ == "bound":
+        assert len(clf.support_) == curve["m"][np.argmin(curve["bound"])]
     assert clf.scale_ == pytest.approx(dist.max(), rel=1e-5)
     np.testing.assert_array_equal(clf.prototypes_, X[clf.support_])
     # Labels are cell majorities over all rows; the error and bound follow from them.
@@ -91,20 +97,31 @@ def test_partitioned_ksu_covers_at_twice_the_largest_partition_scale(client):
 
 
 @pytest.mark.parametrize("method", ["hart", "fcnn"])
-def test_partitioned_consistent_methods_are_consistent_on_the_union(method):
+def test_partitioned_consistent_methods_are_consistent_on_every_row(method):
     X, y = blobs(3000, 3, 4, seed=4)
     clf = MarginCondensedNN(method, random_state=0).fit(da.from_array(X, chunks=(800, 3)), y)
-    # The merged store classifies every row of the union of partition stores right; rebuild
-    # that union by condensing each partition alone.
-    union = np.concatenate([a + MarginCondensedNN(method, random_state=0).fit(X[a:a + 800], y[a:a + 800]).support_
-                            for a in range(0, 3000, 800)])
-    assert set(clf.support_) <= set(union)
-    # With the prototypes' own labels (before the second pass relabels cells by their
-    # majority over all rows) 1-NN over the store labels every union row right.
-    _, nearest = brute_nearest(X[union], clf.prototypes_)
-    np.testing.assert_array_equal(y[clf.support_][nearest], y[union])
-    assert clf.selection_ in ("consistent", "merged")
-    assert (clf.selection_ == "consistent") == (clf.training_error_ == 0.0)
+    # Like a single-process store, the merged and repaired one labels every training row
+    # right by 1-NN over the prototypes' own labels (brute force oracle).
+    _, nearest = brute_nearest(X, clf.prototypes_)
+    np.testing.assert_array_equal(y[clf.support_][nearest], y)
+    np.testing.assert_array_equal(X[clf.support_], clf.prototypes_)
+    assert clf.selection_ == "consistent" and clf.training_error_ == 0.0
+    # The repair only ever adds rows: the merge of the partition stores is kept.
+    sizes = clf.selection_curve_["repair_sizes"]
+    assert np.all(np.diff(sizes) > 0) and sizes[-1] == len(clf.support_)
+
+
+@pytest.mark.parametrize("method", ["hart", "fcnn"])
+def test_partitioned_capped_stores_come_from_the_partition_stores(method):
+    X, y = blobs(3000, 3, 4, seed=4)
+    clf = MarginCondensedNN(method, random_state=0, max_prototypes=40).fit(da.from_array(X, chunks=(800, 3)), y)
+    union = np.concatenate([a + MarginCondensedNN(method, random_state=0, max_prototypes=40)
+                            .fit(X[a:a + 800], y[a:a + 800]).support_ for a in range(0, 3000, 800)])
+    assert set(clf.support_) <= set(union) and len(clf.support_) <= 40
+    # The second pass scores the capped store over all rows (NumPy oracle).
+    _, nearest = brute_nearest(X, clf.prototypes_)
+    assert clf.training_error_ == np.mean(clf.prototype_labels_[nearest] != y)
+    assert clf.selection_curve_["repair_sizes"].tolist() == [len(clf.support_)]
 
 
 def test_partitioned_fit_rejects_bad_input():
@@ -179,3 +196,37 @@ def test_condense_and_predict_files_by_partitions(tmp_path):
         condense_file(tmp_path / "X.npy", tmp_path / "out2", dask="cluster")
     with pytest.raises(ValueError, match="labels"):
         condense_file(tmp_path / "X.npy", tmp_path / "out2", dask="local:1")
+
+
+@pytest.mark.parametrize("space", ["input", "teacher"])
+def test_distiller_on_partitions_against_numpy(client, space):
+    from nnkd.distill import NNDistiller
+
+    W = np.random.default_rng(10).normal(size=(3, 4))
+    teacher = CallableTeacher(logits=lambda X: X @ W, embed=lambda X: np.tanh(X))
+    X, _ = blobs(2400, 3, 4, seed=11)
+    dist = NNDistiller(teacher, space=space, random_state=0).fit(da.from_array(X, chunks=(700, 3)))
+    student = dist.student_
+    T = teacher.soft_labels(X, 1.0)
+    hard = T.argmax(axis=1)
+    Z = X if space == "input" else np.tanh(X).astype(np.float32)
+    np.testing.assert_array_equal(student.prototypes, Z[student.support])
+    # Hart (the default condenser) after its repair: 1-NN over the prototypes' own teacher
+    # labels reproduces the teacher's label of every row (brute force oracle) ...
+    _, nearest = brute_nearest(Z, student.prototypes)
+    np.testing.assert_array_equal(hard[student.support][nearest], hard)
+    # ... and every prototype carries the mean teacher distribution of its cell.
+    means = np.stack([T[nearest == k].mean(axis=0) for k in range(len(student.support))])
+    np.testing.assert_allclose(student.label_vectors, means, rtol=1e-5, atol=1e-6)
+    pred = np.argmax(student.predict_proba(X if space == "input" else Z), axis=1)
+    assert dist.training_fidelity_ == np.mean(pred == hard)
+    assert dist.bound_kind_ == "compression" and 0 < dist.bound_ <= 1
+
+
+def test_distiller_on_partitions_rejects_the_projection_space():
+    from nnkd.distill import NNDistiller
+
+    teacher = CallableTeacher(logits=lambda X: X[:, :2], embed=lambda X: X)
+    X, _ = blobs(300, 3, 2, seed=12)
+    with pytest.raises(ValueError, match="condensed space"):
+        NNDistiller(teacher, space="projection").fit(da.from_array(X, chunks=(100, 3)))

@@ -107,12 +107,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
         best = int(np.argmin(bound)) + 1            # ties: the smallest net
         bound_curve = {"m": m, "train_errors": net.train_errors, "bound": bound}
     if selection == "bound":
-        if not bound[best - 1] < 1.0:
-            warnings.warn(
-                f"The KSU bound is vacuous (>= 1) at every net size (smallest: {bound[best - 1]:.3g} "
-                f"at {best} prototypes): with n={n} samples it certifies nothing, and its argmin is "
-                "an arbitrary net. Use selection='validation' (or target_size) to choose the size.",
-                UserWarning, stacklevel=3)
+        warn_vacuous(bound, best, n, stacklevel=4)
 
     def bound_choice(curve) -> CondenseResult:
         # The traversal keeps only the cells of its last prefix; replaying the (identical)
@@ -160,6 +155,18 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
     final = run_greedy(X, code, start=central_row(X), max_centres=size, labels=y,
                        n_classes=n_classes, n_jobs=n_jobs)
     return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve, selection="validation")
+
+
+def warn_vacuous(bound: np.ndarray, best: int, n: int, stacklevel: int = 3) -> None:
+    """Warn when the bound's chosen net (``best`` prototypes, ``bound[best - 1]``) certifies
+    nothing: its argmin is then an arbitrary net."""
+    q = float(np.min(bound))
+    if not q < 1.0:
+        warnings.warn(
+            f"The KSU bound is vacuous (>= 1) at every net size (smallest: {q:.3g} "
+            f"at {best} prototypes): with n={n} samples it certifies nothing, and its argmin is "
+            "an arbitrary net. Use selection='validation' (or target_size) to choose the size.",
+            UserWarning, stacklevel=stacklevel)
 
 
 def trivial_error(y) -> float:

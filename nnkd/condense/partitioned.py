@@ -1,39 +1,51 @@
 """Partition-and-merge condensing of a dask array: each partition on its worker, then the union.
 
-1. **Partitions.** Every row partition is condensed where it lives, by the method itself
-   (:func:`~nnkd.condense.methods.run_condenser`, the estimator's own settings). Only its
-   store comes back: the prototype rows, their labels and the scale.
+1. **Partitions.** Every row partition is condensed where it lives; only its store comes
+   back (the prototype rows, their labels and the scale), never its rows.
 2. **Merge.** The union ``U`` of the partition stores (small) is condensed once more:
 
-   - KSU: the greedy ``gamma``-net of ``U`` with ``gamma = max_p gamma_p``, the largest
-     covering radius of a partition's net over its own rows;
-   - Hart and FCNN: the method again on ``U`` with the rows' own labels (the merged store
-     is consistent on ``U``, not necessarily on every row).
+   - KSU: every partition orders its rows farthest-first (up to the limit a single-process
+     fit scans: the cap, or where the bound must be vacuous); ``U`` is ordered
+     farthest-first again, and one pass over the partitions scores every prefix size of a
+     grid (:func:`prefix_grid`) over *all* rows. The size is then chosen as in one
+     process, by the bound of all ``n`` rows or by the error on rows each partition held
+     out, so the scale does not shrink with the partition count.
+   - Hart and FCNN: the method again on ``U`` with the rows' own labels. That store is
+     consistent on ``U``, not necessarily on every row, so (without a cap) passes over the
+     partitions collect the rows it labels wrong and Hart's rule absorbs them into it
+     (every prototype stays) until a pass finds none, at most ``MAX_REPAIR_ROUNDS`` times:
+     the result is then consistent on all rows, as a single-process store is.
 3. **Second pass.** Every partition assigns its rows to the nearest merged prototype
    (through the estimator's index, shipped to each worker once): per-cell class counts
    (the prototypes' majority labels), the training error ``alpha`` of the merged
    classifier over *all* rows, the covering radius and the cells.
 
-Guarantee relied on (KSU): a row of partition ``p`` lies within ``gamma_p <= gamma`` of its
-partition's net ``S_p``, a subset of ``U``, and every point of ``U`` lies within ``gamma``
-of the merged net ``S`` (a ``gamma``-net of ``U`` covers ``U``). By the triangle
-inequality every row lies within ``2 gamma`` of ``S``: **the merged net is a
-``2 gamma``-cover of all the data** (``scale_`` reports the covering radius measured in
-the second pass). Its bound is the compression bound of ``|S|`` prototypes at the error
-``alpha`` measured over all ``n`` rows, the same statement as for a single-process fit.
+Guarantee relied on (KSU): a row of partition ``p`` lies within ``gamma_p`` of its
+partition's prefix ``S_p``, a subset of ``U`` (``gamma_p``: that prefix's covering radius
+over all the partition's rows), and every point of ``U`` lies within ``r`` of the merged net
+``S`` (``r``: the covering radius of ``S`` over ``U``, ``merge_scale``). By the triangle
+inequality **every row lies within** ``max_p gamma_p + r`` **of** ``S``; when ``S`` is all of
+``U``'s permutation at the partitions' own scale (``r <= gamma = max_p gamma_p``), that is
+the ``2 gamma``-cover of a ``gamma``-net of the union of ``gamma``-nets. ``scale_`` reports
+the covering radius measured in the second pass. The bound is the compression bound of
+``|S|`` prototypes at the error ``alpha`` measured over all ``n`` rows, the statement of a
+single-process fit.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.utils import check_random_state
 
-from nnkd._core.metrics import as_points, check_points, metric_code
+from nnkd._core.distances import exact_knn
+from nnkd._core.metrics import EUCLIDEAN, as_points, check_points, metric_code
 from nnkd._core.partitions import as_row_partitions, labels_like, partition_blocks, partition_offsets
-from nnkd.condense.ksu import central_row
+from nnkd.condense.bounds import compression_bound
+from nnkd.condense.hart import hart_condense
+from nnkd.condense.ksu import SELECTIONS, _n_folds, central_row, warn_vacuous
 from nnkd.condense.methods import CONSISTENT_METHODS, CondenseSettings, run_condenser
 from nnkd.condense.nets import run_greedy
 
@@ -111,32 +123,193 @@ def _condense_partition(Xb, yb, classes, settings: CondenseSettings, metric: str
     return PartitionStore(support, X[support], codes[support], float(result.scale), result.selection, X.shape[0])
 
 
-def _score_partition(Xb, yb, classes, index, metric: str):
+def _score_partition(Xb, yb, classes, index, proto_codes, metric: str):
+    """Each row's prototype, the cells' class counts, the covering radius, and the rows
+    (features, codes, positions) whose nearest prototype carries another label."""
     X = check_points(Xb, "X")
     codes = label_codes(yb, classes)
     dist, ind = index.query(X, 1)
     owner = ind[:, 0].astype(np.int64)
     k, c = len(index), len(classes)
     counts = np.bincount(owner * c + codes, minlength=k * c).reshape(k, c).astype(np.float64)
-    return owner, counts, float(working_radius(dist[:, 0], metric).max())
+    wrong = np.flatnonzero(proto_codes[owner] != codes)
+    return owner, counts, float(working_radius(dist[:, 0], metric).max()), X[wrong], codes[wrong], wrong
 
 
-def _merge_net(settings: CondenseSettings, U: np.ndarray, codes: np.ndarray, gamma: float, metric: str):
-    """Positions in ``U`` of its greedy ``gamma``-net (at most ``max_prototypes`` of them)."""
+def _training_rows(n: int, seed: int, holdout: float) -> np.ndarray | None:
+    """The rows of a partition that may become prototypes (``None``: all of them); the
+    others, a random ``holdout`` fraction drawn from ``seed``, are held out for validation.
+    Drawn again from the same seed in every pass, so nothing is stored between passes."""
+    if holdout <= 0.0:
+        return None
+    active = np.random.default_rng(seed).random(n) >= holdout
+    active[0] = True                  # every partition keeps a row that can be a centre
+    return active
+
+
+def _ksu_partition(Xb, yb, classes, limit: int, seed: int, holdout: float, settings: CondenseSettings,
+                   metric: str) -> PartitionStore:
+    """The partition's greedy permutation over its training rows, up to ``limit`` centres."""
+    X = check_points(Xb, "X")
+    codes = label_codes(yb, classes)
+    Xw = as_points(X, metric)
+    active = _training_rows(X.shape[0], seed, holdout)
+    net = run_greedy(Xw, metric_code(metric), start=central_row(Xw, active), max_centres=limit,
+                     active=None if active is None else active.view(np.uint8), n_jobs=settings.n_jobs)
+    support = np.asarray(net.order, dtype=np.int64)
+    return PartitionStore(support, X[support], codes[support], net.covering_radius, "merged", X.shape[0])
+
+
+def prefix_grid(m: int, ratio: float = 1.05) -> np.ndarray:
+    """Prefix sizes scored by the KSU merge: every size up to 32, then geometric steps of
+    ``ratio`` up to ``m`` (included)."""
+    sizes = np.unique(np.round(np.geomspace(1, max(m, 1), 2 + int(np.log(max(m, 1)) / np.log(ratio)))))
+    sizes = np.union1d(np.arange(1, min(m, 32) + 1), sizes.astype(np.int64))
+    return sizes[(sizes >= 1) & (sizes <= m)].astype(np.int64)
+
+
+def _score_prefixes(Xb, yb, classes, net_rows, grid, seed: int, holdout: float, settings: CondenseSettings,
+                    metric: str):
+    """Class counts of every cell of every prefix ``net_rows[:m]``, ``m`` in ``grid``: of all
+    rows and of the held-out ones. Each row's nearest prototype is tracked as prefixes grow
+    (only the new prototypes are searched at each step; ties keep the earlier one, as a
+    search over the whole prefix would)."""
+    X = as_points(check_points(Xb, "X"), metric)
+    codes = label_codes(yb, classes)
+    held = _training_rows(X.shape[0], seed, holdout)
+    held = None if held is None else ~held
+    code, c = metric_code(metric), len(classes)
+    best = np.full(X.shape[0], np.inf)
+    owner = np.zeros(X.shape[0], dtype=np.int64)
+    counts_all, counts_held, lo = [], [], 0
+    for m in grid:
+        dist, ind = exact_knn(X, np.ascontiguousarray(net_rows[lo:m]), 1, code, n_jobs=settings.n_jobs)
+        closer = dist[:, 0] < best
+        best[closer], owner[closer] = dist[closer, 0], ind[closer, 0] + lo
+        lo = m
+        counts_all.append(np.bincount(owner * c + codes, minlength=m * c).reshape(m, c))
+        if held is not None:
+            counts_held.append(np.bincount(owner[held] * c + codes[held], minlength=m * c).reshape(m, c))
+    return counts_all, counts_held
+
+
+def _grid_tolerance_choice(grid: np.ndarray, rates: np.ndarray, error_tolerance: float) -> int:
+    """Smallest grid size from which the held-out error rate stays within ``error_tolerance``
+    of the lowest (:func:`~nnkd.condense.ksu.tolerance_choice` on a grid of sizes)."""
+    above = np.flatnonzero(rates > rates.min() + error_tolerance)
+    return int(grid[0] if above.size == 0 else grid[min(above[-1] + 1, len(grid) - 1)])
+
+
+def _ksu_merge(settings: CondenseSettings, blocks, labels, classes, n: int, offsets, metric: str):
+    """KSU over partitions: the scale is chosen once, over all rows, on the merged permutation.
+
+    Each partition orders its rows farthest-first (up to the same limit a single-process fit
+    scans); the union ``U`` of those prefixes is ordered farthest-first again, and one pass
+    over the partitions scores every prefix size of a grid: its training error over all
+    ``n`` rows (cells labelled by their majority) for the bound, and, for
+    ``selection="validation"``/``"auto"``, its held-out error on the rows each partition
+    held out (cells labelled by the training rows only). The size is chosen as
+    :func:`~nnkd.condense.ksu.ksu_condense` chooses it, with the bound of all ``n`` rows.
+    """
+    import dask
+
+    s = settings
+    if s.selection not in SELECTIONS:
+        raise ValueError(f"selection={s.selection!r} is not supported; use one of {SELECTIONS}.")
+    cap, target = s.counts(n)
+    rule = "target_size" if target is not None else s.selection
+    holdout = s.validation_fraction if rule in ("validation", "auto") else 0.0
+    if holdout:
+        _n_folds(holdout)                     # the same check and message as in one process
+    if target is not None:
+        limit = target
+    elif rule == "bound":
+        limit = min(cap or n, max(1, (n - 1) // 2))   # Q is infinite once 2m reaches n
+    else:
+        limit = cap if cap is not None else max(1, n // 2)
+    seeds = check_random_state(s.random_state).randint(0, 2**31 - 1, size=len(blocks))
+    part = dask.delayed(_ksu_partition, pure=True)
+    stores = list(dask.compute(*[part(b, lab, classes, limit, int(seed), holdout, s, metric)
+                                 for b, lab, seed in zip(blocks, labels, seeds)]))
+    U = np.concatenate([st.rows for st in stores])
+    U_codes = np.concatenate([st.codes for st in stores])
+    U_rows = np.concatenate([st.support + offsets[p] for p, st in enumerate(stores)])
     Uw = as_points(U, metric)
-    cap, _ = settings.counts(U.shape[0])
-    net = run_greedy(Uw, metric_code(metric), start=central_row(Uw), max_centres=cap, stop_radius=gamma,
-                     n_jobs=settings.n_jobs)
-    return net.order
+    merged = run_greedy(Uw, metric_code(metric), start=central_row(Uw), max_centres=limit, n_jobs=s.n_jobs).order
+    grid = prefix_grid(len(merged))
+    shared_rows = dask.delayed(np.ascontiguousarray(Uw[merged]), pure=True)
+    score = dask.delayed(_score_prefixes, pure=True)
+    scored = dask.compute(*[score(b, lab, classes, shared_rows, grid, int(seed), holdout, s, metric)
+                            for b, lab, seed in zip(blocks, labels, seeds)])
+    counts = [np.sum([sc[0][j] for sc in scored], axis=0) for j in range(len(grid))]
+    train_errors = np.array([int(cn.sum() - cn.max(axis=1).sum()) for cn in counts])
+    bound = compression_bound(n, train_errors / n, 2 * grid, s.delta)
+    best = int(grid[np.argmin(bound)])        # ties: the smallest net
+    curve = {"m": grid, "train_errors": train_errors, "bound": bound}
+    chosen = best
+    if rule == "target_size":
+        chosen = int(grid[-1])
+    elif rule == "bound":
+        warn_vacuous(bound, best, n)
+    else:
+        held = [np.sum([sc[1][j] for sc in scored], axis=0) for j in range(len(grid))]
+        n_held = int(held[0].sum())
+        # Cells labelled by their training rows only: held-out rows do not vote on themselves.
+        valid_errors = np.array([int(h.sum() - h[np.arange(len(h)), np.argmax(cn - h, axis=1)].sum())
+                                 for h, cn in zip(held, counts)])
+        rates = valid_errors / max(n_held, 1)
+        curve.update(valid_errors=valid_errors, n_held_out=n_held)
+        chosen = _grid_tolerance_choice(grid, rates, s.error_tolerance)
+        rule = "validation"
+        class_totals = counts[0].sum(axis=0)
+        trivial = 1.0 - class_totals.max() / class_totals.sum()
+        if (s.selection == "auto" and bound[grid == best][0] < trivial
+                and rates[grid == best][0] <= rates.min() + s.error_tolerance):
+            chosen, rule = best, "bound"
+    keep = merged[:chosen]
+    # Every row lies within its partition's covering radius of U, and U within this radius
+    # of the chosen prefix.
+    d, _ = exact_knn(np.ascontiguousarray(Uw), np.ascontiguousarray(Uw[keep]), 1, metric_code(metric),
+                     n_jobs=s.n_jobs)
+    merge_scale = float(np.sqrt(d.max()) if metric_code(metric) == EUCLIDEAN else d.max())
+    return stores, U[keep], U_rows[keep], U_codes[keep], rule, curve, merge_scale
 
 
-def _merge_store(settings: CondenseSettings, U: np.ndarray, codes: np.ndarray, gamma: float, metric: str):
-    """Positions in ``U`` of the method's store over ``U`` (Hart, FCNN)."""
-    return run_condenser(settings, as_points(U, metric), codes, metric_code(metric)).support
+def _consistent_merge(settings: CondenseSettings, blocks, labels, classes, n: int, offsets, metric: str):
+    """Hart/FCNN over partitions: each partition's store, then the method again on their union."""
+    import dask
+
+    condense = dask.delayed(_condense_partition, pure=True)
+    stores: list[PartitionStore] = list(dask.compute(*[condense(b, lab, classes, settings, metric)
+                                                         for b, lab in zip(blocks, labels)]))
+    U = np.concatenate([s.rows for s in stores])
+    U_codes = np.concatenate([s.codes for s in stores])
+    U_rows = np.concatenate([s.support + offsets[p] for p, s in enumerate(stores)])
+    keep = np.asarray(run_condenser(settings, as_points(U, metric), U_codes, metric_code(metric)).support,
+                      dtype=np.int64)
+    # Consistent on the union of the partition stores, not necessarily on every row (the
+    # repair passes and the estimator's "consistent" report rest on the second pass).
+    return stores, U[keep], U_rows[keep], U_codes[keep], "merged", {}, None
 
 
-#: method -> how the union of the partition stores is condensed.
-MERGES = {"ksu": _merge_net, **{m: _merge_store for m in CONSISTENT_METHODS}}
+#: Most passes over the partitions that grow a merged Hart/FCNN store towards consistency.
+MAX_REPAIR_ROUNDS = 10
+
+
+def _absorb(settings: CondenseSettings, metric: str, prototypes, rows, codes, scored, offsets):
+    """The store grown by Hart's rule over the rows it misclassified: every prototype stays,
+    and each misclassified row, visited in random order, joins it unless the grown store
+    already labels it right. Each round adds at least the first such row, so rounds end."""
+    wrong_X = np.concatenate([prototypes] + [s[3] for s in scored])
+    wrong_codes = np.concatenate([codes] + [s[4] for s in scored])
+    wrong_rows = np.concatenate([rows] + [s[5] + offsets[p] for p, s in enumerate(scored)])
+    grown = hart_condense(as_points(wrong_X, metric), wrong_codes, metric_code(metric), initial=len(rows),
+                          random_state=settings.random_state, n_jobs=settings.n_jobs).support
+    return np.ascontiguousarray(wrong_X[grown]), wrong_rows[grown], wrong_codes[grown]
+
+
+#: method -> how partitions are condensed and merged.
+MERGES = {"ksu": _ksu_merge, **{m: _consistent_merge for m in CONSISTENT_METHODS}}
 
 
 def check_partitioned_method(method: str) -> None:
@@ -188,32 +361,33 @@ def partitioned_condense(settings: CondenseSettings, X, y, *, metric: str, make_
     classes = np.asarray(classes)
     blocks, labels = partition_blocks(X), list(y.to_delayed().ravel())
     offsets = partition_offsets(X)
-    condense = dask.delayed(_condense_partition, pure=True)
-    stores: list[PartitionStore] = list(dask.compute(*[condense(b, lab, classes, settings, metric)
-                                                         for b, lab in zip(blocks, labels)]))
-    U = np.concatenate([s.rows for s in stores])
-    U_codes = np.concatenate([s.codes for s in stores])
-    U_rows = np.concatenate([s.support + offsets[p] for p, s in enumerate(stores)])
-    gamma = max(s.scale for s in stores)
-    keep = np.asarray(MERGES[settings.method](settings, U, U_codes, gamma, metric), dtype=np.int64)
-    prototypes = np.ascontiguousarray(U[keep])
-    index = make_index(prototypes)
-    # One key for the index: each worker receives it once, not once per partition.
-    shared = dask.delayed(index, pure=True)
+    n = int(offsets[-1])
+    stores, prototypes, rows, codes, selection, curve, merge_scale = MERGES[settings.method](
+        settings, blocks, labels, classes, n, offsets, metric)
+    prototypes = np.ascontiguousarray(prototypes)
+    # Hart/FCNN without a cap promise a consistent store: repair the merged one until the
+    # second pass finds no misclassified row (or the rounds run out).
+    repair = settings.method in CONSISTENT_METHODS and settings.counts(n) == (None, None)
     score = dask.delayed(_score_partition, pure=True)
-    scored = dask.compute(*[score(b, lab, classes, shared, metric) for b, lab in zip(blocks, labels)])
+    sizes = [len(rows)]
+    for round_ in range(MAX_REPAIR_ROUNDS + 1):
+        index = make_index(prototypes)
+        # One key for the index: each worker receives it once, not once per partition.
+        shared, shared_codes = dask.delayed(index, pure=True), dask.delayed(codes, pure=True)
+        scored = dask.compute(*[score(b, lab, classes, shared, shared_codes, metric)
+                                for b, lab in zip(blocks, labels)])
+        if not repair or round_ == MAX_REPAIR_ROUNDS or not any(len(s[5]) for s in scored):
+            break
+        prototypes, rows, codes = _absorb(settings, metric, prototypes, rows, codes, scored, offsets)
+        sizes.append(len(rows))
     counts = np.sum([s[1] for s in scored], axis=0)
     owner = np.concatenate([s[0] for s in scored])
     errors = int(round(counts.sum() - counts.max(axis=1).sum()))
-    selection = Counter(s.selection for s in stores).most_common(1)[0][0]
-    if settings.method in CONSISTENT_METHODS:
-        # Consistent on the union of the partition stores, not necessarily on every row
-        # (the estimator reports "consistent" when the second pass finds no error).
-        selection = "merged"
-    curve = {"partition_rows": np.array([s.n_rows for s in stores]),
-             "partition_sizes": np.array([len(s.support) for s in stores]),
-             "partition_scales": np.array([s.scale for s in stores]), "union_size": int(U.shape[0]),
-             "merge_scale": gamma if settings.method == "ksu" else None}
-    fit = PartitionedFit(prototypes, U_rows[keep], U_codes[keep], owner, counts, errors, max(s[2] for s in scored),
-                         curve["merge_scale"], selection, curve, index)
+    curve.update(partition_rows=np.array([s.n_rows for s in stores]),
+                 partition_sizes=np.array([len(s.support) for s in stores]),
+                 partition_scales=np.array([s.scale for s in stores]),
+                 union_size=int(sum(len(s.support) for s in stores)), merge_scale=merge_scale,
+                 repair_sizes=np.array(sizes))
+    fit = PartitionedFit(prototypes, rows, codes, owner, counts, errors, max(s[2] for s in scored),
+                         merge_scale, selection, curve, index)
     return fit, classes

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from nnkd._core.artifacts import import_optional
 from nnkd._core.kernels import KERNELS
 from nnkd._core.metrics import METRICS
+from nnkd._core.partitions import as_row_partitions, is_dask_collection, labels_like, partition_blocks, partition_offsets
 from nnkd._core.threads import torch_threads
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
 from nnkd.condense import holdout_bound
@@ -73,6 +74,34 @@ def _cell_means(owner: np.ndarray, T: np.ndarray, support: np.ndarray) -> np.nda
     sums[empty] = T[support[empty]]
     counts[empty] = 1
     return sums / counts[:, None]
+
+
+def _cell_sums(T_block: np.ndarray, owner_block: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    sums = np.zeros((m, T_block.shape[1]))
+    np.add.at(sums, owner_block, np.asarray(T_block, dtype=np.float64))
+    return sums, np.bincount(owner_block, minlength=m)
+
+
+def partitioned_cell_means(owner: np.ndarray, T, support: np.ndarray) -> np.ndarray:
+    """:func:`_cell_means` of a dask array ``T``: per-partition sums, added on the client."""
+    import dask
+
+    m = support.shape[0]
+    offsets = partition_offsets(T)
+    parts = [dask.delayed(_cell_sums, pure=True)(b, owner[offsets[i]:offsets[i + 1]], m)
+             for i, b in enumerate(partition_blocks(T))]
+    done = dask.compute(*parts)
+    sums, counts = np.sum([d[0] for d in done], axis=0), np.sum([d[1] for d in done], axis=0)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        sums[empty] = np.asarray(T[np.sort(support[empty])].compute())[np.argsort(np.argsort(support[empty]))]
+        counts[empty] = 1
+    return sums / counts[:, None]
+
+
+def da_argmax(P):
+    """Row-wise argmax of a dask array (lazy)."""
+    return P.argmax(axis=1)
 
 
 class NNDistiller(ClassifierMixin, BaseEstimator):
@@ -296,6 +325,8 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         -------
         self : NNDistiller
         """
+        if is_dask_collection(X):
+            return self._fit_partitioned(X, y)
         X = validate_data(self, X, dtype=np.float32, order="C")
         self.teacher_ = prepare_teacher(self.teacher, X, y)
         # One draw from random_state seeds everything below: an int gives the same student
@@ -304,23 +335,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         condensed_t = CONDENSED_TEMPERATURE if self.temperature == "auto" else self.temperature
         T = teacher_soft_labels(self.teacher_, X, condensed_t)
         n_classes = T.shape[1]
-        y_codes = None
-        if y is not None:
-            y = column_or_1d(y)
-            if y.shape[0] != X.shape[0]:
-                raise ValueError(f"y has {y.shape[0]} labels for {X.shape[0]} rows.")
-            # With loss="slam", -1 marks unlabelled rows (scikit-learn's semi-supervised
-            # convention); otherwise every row is labelled, so classes {-1, 1} stay two classes.
-            unlabelled = (y == -1) if self.loss == "slam" and y.dtype.kind in "iuf" else np.zeros(len(y), dtype=bool)
-            labelled = ~unlabelled
-            self.classes_, codes = np.unique(y[labelled], return_inverse=True)
-            y_codes = np.full(len(y), -1, dtype=np.int64)
-            y_codes[labelled] = codes
-            if len(self.classes_) != n_classes:
-                raise ValueError(f"the teacher has {n_classes} outputs but y has {len(self.classes_)} classes; "
-                                 "they must match (class i = teacher output i).")
-        else:
-            self.classes_ = np.arange(n_classes)
+        y_codes = self._set_classes(y, X.shape[0], n_classes)
         if self.loss == "slam" and (self.space != "projection" or y_codes is None or (y_codes >= 0).sum() < 2):
             raise ValueError("loss='slam' needs space='projection' and y labelling at least 2 validation rows "
                              "(-1 for unlabelled rows).")
@@ -347,6 +362,68 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             Z = H if self.space == "teacher" and self.lelp_ is not None else self._student_input(X)
             # Condense on subclass labels with LELP (finer cells), keep class distributions.
             student = self._fit_condensed(Z, T, hard if self.lelp_ is None else T_out.argmax(axis=1), condensed_t)
+        self._set_student(student)
+        pred = np.argmax(student.predict_proba(Z), axis=1)
+        self.training_fidelity_ = float(np.mean(pred == hard))
+        return self
+
+    def _set_classes(self, y, n_rows: int, n_classes: int) -> np.ndarray | None:
+        """``classes_`` from ``y`` (or the teacher's outputs) and ``y``'s codes (``-1``: unlabelled)."""
+        if y is None:
+            self.classes_ = np.arange(n_classes)
+            return None
+        y = column_or_1d(y)
+        if y.shape[0] != n_rows:
+            raise ValueError(f"y has {y.shape[0]} labels for {n_rows} rows.")
+        # With loss="slam", -1 marks unlabelled rows (scikit-learn's semi-supervised
+        # convention); otherwise every row is labelled, so classes {-1, 1} stay two classes.
+        unlabelled = (y == -1) if self.loss == "slam" and y.dtype.kind in "iuf" else np.zeros(len(y), dtype=bool)
+        labelled = ~unlabelled
+        self.classes_, codes = np.unique(y[labelled], return_inverse=True)
+        y_codes = np.full(len(y), -1, dtype=np.int64)
+        y_codes[labelled] = codes
+        if len(self.classes_) != n_classes:
+            raise ValueError(f"the teacher has {n_classes} outputs but y has {len(self.classes_)} classes; "
+                             "they must match (class i = teacher output i).")
+        return y_codes
+
+    def _fit_partitioned(self, X, y):
+        """``fit`` on a dask array: a condensed space distilled partition by partition.
+
+        The teacher (shipped to each worker once) labels every partition where it lives; its
+        top-1 labels (one integer per row) come back, and the condenser (Hart by default, or
+        KSU/FCNN) condenses the partitions and merges them (see
+        :meth:`nnkd.MarginCondensedNN.fit`). A last pass sums each cell's teacher
+        distributions. The teacher therefore runs twice over the transfer set (``"teacher"``
+        space: its embeddings are recomputed in each pass), and nothing but labels, prototypes
+        and per-cell sums ever reaches the client.
+        """
+        if self.space == "projection" or self.subclasses is not None or self.loss != "kd":
+            raise ValueError("NNDistiller.fit on a dask array distils into a condensed space (space='input' or "
+                             "'teacher', no subclasses, loss='kd'); for space='projection' pass an in-memory "
+                             "array (X.compute(), or a sample of the rows).")
+        X = as_row_partitions(X)
+        if y is not None and is_dask_collection(y):
+            y = np.asarray(y.compute())
+        self.teacher_ = prepare_teacher(self.teacher, X, y)
+        self.n_features_in_ = int(X.shape[1])
+        self._seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        condensed_t = CONDENSED_TEMPERATURE if self.temperature == "auto" else self.temperature
+        T = self.teacher_.soft_labels(X, condensed_t)
+        if T.ndim != 2 or T.shape[1] < 2:
+            raise ValueError(f"teacher soft labels have shape {T.shape}; expected (n_samples, n_classes >= 2).")
+        hard = np.asarray(T.argmax(axis=1).compute(), dtype=np.int64)
+        self._set_classes(y, X.shape[0], T.shape[1])
+        self.lelp_ = None
+        self.recipe_ = None
+        Z = self._student_input(X)
+        student = self._fit_condensed(Z, T, hard, condensed_t)
+        self._set_student(student)
+        agree = da_argmax(student.predict_proba(Z)) == labels_like(hard, Z)
+        self.training_fidelity_ = float(agree.mean().compute())
+        return self
+
+    def _set_student(self, student: Student) -> None:
         self.student_ = student
         self.prototypes_ = student.prototypes
         self.size_bytes_ = student.size_bytes
@@ -354,9 +431,6 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         self.bound_kind_ = student.bound_kind
         self.bound_target_ = student.meta.get("bound_target")
         self.bound_vacuous_ = None if self.bound_ is None else self.bound_ >= 1.0
-        pred = np.argmax(student.predict_proba(Z), axis=1)
-        self.training_fidelity_ = float(np.mean(pred == hard))
-        return self
 
     def _condenser(self, cap: int | None, target: int | None = None) -> MarginCondensedNN:
         if target is not None:                    # the projection's start: a net of exactly `target` rows
@@ -374,8 +448,11 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             params["max_prototypes"] = cap if current is None or isinstance(current, float) else min(current, cap)
         return cond.set_params(**params)
 
-    def _fit_condensed(self, Z: np.ndarray, T: np.ndarray, hard: np.ndarray, temperature: float) -> Student:
-        Z = np.ascontiguousarray(Z, dtype=np.float32)
+    def _fit_condensed(self, Z, T, hard: np.ndarray, temperature: float) -> Student:
+        """The condensed student of ``Z`` (in-memory, or a dask array with ``T`` one too)."""
+        partitioned = is_dask_collection(Z)
+        if not partitioned:
+            Z = np.ascontiguousarray(Z, dtype=np.float32)
         dtype = "float32" if self.dtype == "auto" else self.dtype
         cap = None
         if self.size_budget_kb is not None:
@@ -386,11 +463,18 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"size_budget_kb={self.size_budget_kb} cannot hold one prototype of "
                                  f"{Z.shape[1] + T.shape[1]} parameters; raise it.")
         cond = self._condenser(cap).fit(Z, hard)
-        owner = cond.index_.query(Z, 1)[1][:, 0]
         m = cond.support_.shape[0]
-        indptr, indices = cell_layout(owner, m)
+        if partitioned:               # the condenser's second pass assigned every row
+            indptr, indices = cond.cells()
+            owner = np.empty(indices.shape[0], dtype=np.int64)
+            owner[indices] = np.repeat(np.arange(m), np.diff(indptr))
+            label_vectors = partitioned_cell_means(owner, T, cond.support_)
+        else:
+            owner = cond.index_.query(Z, 1)[1][:, 0]
+            indptr, indices = cell_layout(owner, m)
+            label_vectors = _cell_means(owner, T, cond.support_)
         student = PrototypeStudent(
-            classes=self.classes_, prototypes=Z[cond.support_], label_vectors=_cell_means(owner, T, cond.support_),
+            classes=self.classes_, prototypes=cond.prototypes_, label_vectors=label_vectors,
             space=self.space, metric=self.metric, n_neighbors=min(self.n_neighbors, m), kernel=self.kernel,
             index=self.index, index_params=self.index_params or {}, support=cond.support_, cell_indptr=indptr,
             cell_indices=indices, bound=float(cond.bound_), bound_kind="compression", dtype=dtype,

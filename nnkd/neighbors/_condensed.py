@@ -115,9 +115,9 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         ``"merged"`` (Hart/FCNN fitted on a dask array: the merged store is consistent on the
         union of the partition stores, not on every row).
     merge_scale_ : float or None
-        Only after a fit on a dask array with ``"ksu"``: the scale ``gamma`` (the largest
-        covering radius of a partition's net) at which the union of the partition nets was
-        netted again; every training row lies within ``2 * merge_scale_`` of a prototype.
+        Only after a fit on a dask array with ``"ksu"``: the covering radius ``r`` of the
+        merged net over the union of the partition nets; every training row lies within
+        ``selection_curve_["partition_scales"].max() + merge_scale_`` of a prototype.
     training_error_ : float
         Error of the fitted classifier on the training set.
     compression_ratio_ : float
@@ -257,8 +257,8 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         """``fit`` on a dask collection: partition-and-merge condensing
         (:mod:`nnkd.condense.partitioned`: each partition condensed on its worker, the union
         of their stores condensed again, the merged set scored over every row in a second
-        pass). For KSU the merged net covers every row within twice the largest partition
-        scale."""
+        pass). For KSU the size is chosen over all rows as in one process, and the merged net
+        covers every row within the largest partition scale plus ``merge_scale_``."""
         check_partitioned_method(self.method)
         X = as_row_partitions(X)
         y = labels_like(y, X)
@@ -297,6 +297,19 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         self.selection_ = selection
         self.compression_ratio_ = k / owner.shape[0]
         self.selection_curve_ = curve
+
+    def cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training rows of each prototype's cell, in CSR layout.
+
+        Returns
+        -------
+        indptr : ndarray of shape (n_prototypes + 1,), int64
+        indices : ndarray of shape (n_samples,), int64
+            ``indices[indptr[k]:indptr[k + 1]]`` are the training rows (in ``fit``'s row
+            numbers) whose nearest prototype is ``k``.
+        """
+        check_is_fitted(self, "support_")
+        return self._cell_indptr, self._cell_indices
 
     def _set_bound(self, settings: CondenseSettings) -> None:
         k = self.prototypes_.shape[0]
