@@ -1,11 +1,14 @@
 """Scale-out benchmark: the threaded greedy permutation, Dask condensing by partitions, 10M rows.
 
-Three sections, each run on its own with ``--sections`` (results of earlier runs of the other
+Four sections, each run on its own with ``--sections`` (results of earlier runs of the other
 sections are kept in the JSON and the table is redrawn):
 
 - ``threads``: :func:`nnkd.greedy_permutation` as KSU calls it (labels, a cap of
   ``--max-prototypes`` centres) on the 1M x 64 mixture with ``n_jobs=1`` and ``n_jobs=2``:
   wall time, speed-up, and whether every output array is identical.
+- ``ceiling``: the scan's arithmetic alone (Numba kernels over rows held in cache, and
+  over 1M rows streamed from memory) at 1 and 2 threads: what this machine's two cores give
+  that work without the algorithm around it, the ceiling of the ``threads`` speed-up.
 - ``partitions``: ``MarginCondensedNN(method=...)`` for KSU (``selection="bound"``,
   ``max_prototypes``) and Hart fitted once in one process on the in-memory rows
   (``n_jobs=2``) and then on a dask array of the same rows (read from ``.npy`` by
@@ -31,6 +34,7 @@ From the repository root::
 
     python benchmarks/scale.py                          # everything (over an hour on 2 cores)
     python benchmarks/scale.py --sections threads
+    python benchmarks/scale.py --sections ceiling
     python benchmarks/scale.py --sections partitions --partitions 1,2,4
     python benchmarks/scale.py --sections cli --cli-rows 1000000
 
@@ -66,7 +70,7 @@ N_FEATURES = 64
 N_CLASSES = 10
 BLOCK = 1_000_000
 N_TEST = 100_000
-SECTIONS = ("threads", "partitions", "cli")
+SECTIONS = ("threads", "ceiling", "partitions", "cli")
 RESULTS = "scale"
 
 
@@ -187,6 +191,73 @@ def bench_threads(X: np.ndarray, y: np.ndarray, cap: int) -> list[dict[str, Any]
                      "speedup": rows[0]["seconds"] / seconds if rows else 1.0, "identical_to_n_jobs_1": same,
                      "centres": int(len(g.order))})
     return rows
+
+
+def _sweep_kernels():
+    """Numba kernels doing the greedy scan's arithmetic (64-d float32 rows, squared
+    euclidean distance accumulated in float64, no fused multiply-add): ``cached`` reuses
+    each row many times (arithmetic only), ``streamed`` reads every row once per sweep, as
+    one step of the scan reads ``X``. What two threads of *this* machine give that work,
+    whatever the algorithm around it does."""
+    import numba
+
+    @numba.njit(inline="always")
+    def dist2(x, q):
+        s = 0.0
+        for j in range(x.shape[0]):
+            t = np.float64(x[j]) - np.float64(q[j])
+            s += t * t
+        return s
+
+    @numba.njit(parallel=True, fastmath=False, cache=False)
+    def cached(X, Q, repeats):
+        out = np.empty(X.shape[0])
+        for i in numba.prange(X.shape[0]):
+            acc = 0.0
+            for r in range(repeats):
+                acc += dist2(X[i], Q[r % Q.shape[0]])
+            out[i] = acc
+        return out
+
+    @numba.njit(parallel=True, fastmath=False, cache=False)
+    def streamed(X, Q, repeats):
+        out = np.zeros(X.shape[0])
+        for r in range(repeats):
+            q = Q[r % Q.shape[0]]
+            for i in numba.prange(X.shape[0]):
+                out[i] += dist2(X[i], q)
+        return out
+
+    return {"cached": cached, "streamed": streamed}
+
+
+def bench_ceiling(reps: int = 5) -> list[dict[str, Any]]:
+    """Throughput of :func:`_sweep_kernels` at 1 and 2 threads (best of ``reps``): the
+    ceiling of the threaded greedy permutation's speed-up on this machine, with the rows in
+    cache (2,048 rows, each reused 20,000 times) and streamed from memory (1M rows, 8 sweeps)."""
+    import numba
+
+    rng = np.random.default_rng(0)
+    Q = rng.standard_normal((16, N_FEATURES)).astype(np.float32)
+    kernels = _sweep_kernels()
+    out = []
+    for kind, rows, repeats in (("cached", 2048, 20000), ("streamed", BLOCK, 8)):
+        X = rng.standard_normal((rows, N_FEATURES)).astype(np.float32)
+        kernels[kind](X[:64], Q, 1)                  # compile outside the timing
+        first = None
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            best = np.inf
+            for _ in range(reps):
+                start = time.perf_counter()
+                kernels[kind](X, Q, repeats)
+                best = min(best, time.perf_counter() - start)
+            first = first or best
+            out.append({"kind": kind, "rows": rows, "repeats": repeats, "threads": threads, "seconds": best,
+                        "gdist_per_s": rows * repeats / best / 1e9, "speedup": first / best})
+            log(f"distance sweep ({kind}, {rows:,} rows), {threads} thread(s): {best:.3f} s")
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    return out
 
 
 def estimator(method: str, cap: int, n_jobs: int):
@@ -313,6 +384,18 @@ def render(results: dict[str, Any]) -> str:
                                   fmt(r["speedup"], ".2f"), "yes" if r["identical_to_n_jobs_1"] else "NO"]
                                  for r in results["threads"]])
         lines.append("")
+    if results.get("ceiling"):
+        lines += ["### What two threads give the scan's work on this machine", "",
+                  "The greedy scan's inner work alone (64-d float32 rows, squared distance accumulated in "
+                  "float64, no FMA) in a Numba `prange`, the same work per thread (best of 5): *cached*, "
+                  "2,048 rows each reused 20,000 times (arithmetic only); *streamed*, 1M rows read once per "
+                  "sweep (8 sweeps), as each step of the scan reads the training rows. The ceiling of the "
+                  "speed-up above, whatever the algorithm.", ""]
+        lines += markdown_table(["rows", "threads", "seconds", "10^9 distances / s", "speed-up"],
+                                [[f"{r.get('kind', 'cached')}, {r.get('rows', 2048):,}", str(r["threads"]),
+                                  fmt(r["seconds"], ".3f"), fmt(r["gdist_per_s"], ".3f"), fmt(r["speedup"], ".2f")]
+                                 for r in results["ceiling"]])
+        lines.append("")
     if results.get("partitions"):
         lines += ["## Condensing by partitions on a LocalCluster", "",
                   "One process: the estimator on the in-memory rows with `n_jobs=2`. Dask: the same estimator "
@@ -396,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         if section == "threads":
             Xp, yp = mixture_files(args.work_dir, args.rows, args.std)
             results["threads"] = bench_threads(np.load(Xp), np.load(yp), args.max_prototypes)
+        elif section == "ceiling":
+            results["ceiling"] = bench_ceiling()
         elif section == "partitions":
             Xp, yp = mixture_files(args.work_dir, args.rows, args.std)
             kept = [r for r in results.get("partitions", []) if r["method"] not in methods]
