@@ -368,6 +368,11 @@ def mb_list(values) -> str:
     return " / ".join(f"{v:,.0f}" for v in values) if values else "–"
 
 
+def table_section(title: str, intro: str, header: list[str], body: list[list[str]]) -> list[str]:
+    """A titled table of the report (lines, ending with a blank one)."""
+    return [title, "", intro, ""] + markdown_table(header, body) + [""]
+
+
 def render(results: dict[str, Any]) -> str:
     meta = results.get("meta", {})
     lines = ["# Scale-out: threads, Dask partitions, 10M rows", "",
@@ -376,26 +381,22 @@ def render(results: dict[str, Any]) -> str:
              f"{N_CLASSES} Gaussian classes in {N_FEATURES} dimensions (std {meta.get('std')}, see the script's "
              f"docstring); test accuracy on {N_TEST:,} rows drawn apart from the training rows. Memory in MiB.", ""]
     if results.get("threads"):
-        lines += ["## Threaded greedy permutation", "",
-                  "`greedy_permutation(X, max_prototypes=cap, labels=y, n_jobs=...)` (KSU's call) on the "
-                  "training file.", ""]
-        lines += markdown_table(["rows", "cap", "n_jobs", "seconds", "speed-up", "output identical to n_jobs=1"],
-                                [[f"{r['rows']:,}", str(r["cap"]), str(r["n_jobs"]), fmt(r["seconds"], ".1f"),
-                                  fmt(r["speedup"], ".2f"), "yes" if r["identical_to_n_jobs_1"] else "NO"]
-                                 for r in results["threads"]])
-        lines.append("")
+        lines += table_section(
+            "## Threaded greedy permutation",
+            "`greedy_permutation(X, max_prototypes=cap, labels=y, n_jobs=...)` (KSU's call) on the training file.",
+            ["rows", "cap", "n_jobs", "seconds", "speed-up", "output identical to n_jobs=1"],
+            [[f"{r['rows']:,}", str(r["cap"]), str(r["n_jobs"]), fmt(r["seconds"], ".1f"), fmt(r["speedup"], ".2f"),
+              "yes" if r["identical_to_n_jobs_1"] else "NO"] for r in results["threads"]])
     if results.get("ceiling"):
-        lines += ["### What two threads give the scan's work on this machine", "",
-                  "The greedy scan's inner work alone (64-d float32 rows, squared distance accumulated in "
-                  "float64, no FMA) in a Numba `prange`, the same work per thread (best of 5): *cached*, "
-                  "2,048 rows each reused 20,000 times (arithmetic only); *streamed*, 1M rows read once per "
-                  "sweep (8 sweeps), as each step of the scan reads the training rows. The ceiling of the "
-                  "speed-up above, whatever the algorithm.", ""]
-        lines += markdown_table(["rows", "threads", "seconds", "10^9 distances / s", "speed-up"],
-                                [[f"{r.get('kind', 'cached')}, {r.get('rows', 2048):,}", str(r["threads"]),
-                                  fmt(r["seconds"], ".3f"), fmt(r["gdist_per_s"], ".3f"), fmt(r["speedup"], ".2f")]
-                                 for r in results["ceiling"]])
-        lines.append("")
+        lines += table_section(
+            "### What two threads give the scan's work on this machine",
+            "The greedy scan's inner work alone (64-d float32 rows, squared distance accumulated in float64, no "
+            "FMA) in a Numba `prange`, the same work per thread (best of 5): *cached*, 2,048 rows each reused "
+            "20,000 times (arithmetic only); *streamed*, 1M rows read once per sweep (8 sweeps), as each step of "
+            "the scan reads the training rows. The ceiling of the speed-up above, whatever the algorithm.",
+            ["rows", "threads", "seconds", "10^9 distances / s", "speed-up"],
+            [[f"{r['kind']}, {r['rows']:,}", str(r["threads"]), fmt(r["seconds"], ".3f"), fmt(r["gdist_per_s"], ".3f"),
+              fmt(r["speedup"], ".2f")] for r in results["ceiling"]])
     if results.get("partitions"):
         lines += ["## Condensing by partitions on a LocalCluster", "",
                   "One process: the estimator on the in-memory rows with `n_jobs=2`. Dask: the same estimator "
