@@ -391,7 +391,7 @@ def render(results: dict[str, Any]) -> str:
         lines += table_section(
             "### What two threads give the scan's work on this machine",
             "The greedy scan's inner work alone (64-d float32 rows, squared distance accumulated in float64, no "
-            "FMA) in a Numba `prange`, the same work per thread (best of 5): *cached*, 2,048 rows each reused "
+            "FMA) in a Numba `prange`, the same total work split over the threads (best of 5): *cached*, 2,048 rows each reused "
             "20,000 times (arithmetic only); *streamed*, 1M rows read once per sweep (8 sweeps), as each step of "
             "the scan reads the training rows. The ceiling of the speed-up above, whatever the algorithm.",
             ["rows", "threads", "seconds", "10^9 distances / s", "speed-up"],
