@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     args = parser.parse_args(argv)
     rules = args.rules.split(",")
+    unknown = [r for r in rules if r not in ("central", "farthest")
+               and not (r.startswith("random:") and r[len("random:"):].isdigit())]
+    if unknown:
+        parser.error(f"unknown start rules {unknown}: use central, farthest or random:<seed>")
     bad = [name for name in args.datasets.split(",") if name and name not in TUNING_GROUP]
     if bad:
         parser.error(f"{bad}: the start rule is chosen on the tuning group only ({', '.join(TUNING_GROUP)})")
