@@ -71,6 +71,8 @@ def prefix_accuracy(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray
 def measure(name: str, X, y, Xt, yt, sizes: list[int], rules: list[str], n_jobs: int) -> list[dict[str, Any]]:
     """One row per (rule, size)."""
     classes, y_codes = np.unique(y, return_inverse=True)
+    if not np.isin(yt, classes).all():
+        raise ValueError(f"{name}: the test split has labels the training rows lack")
     yt_codes = np.searchsorted(classes, yt)
     rows = []
     for rule in rules:
