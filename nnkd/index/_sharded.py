@@ -58,7 +58,10 @@ class Shards:
         """The ``k`` nearest rows over every shard: distances (as the backend computed them) and
         global int64 ids."""
         if self.client is not None:
-            Q_shared = self.client.scatter(Q, broadcast=True)
+            # A random key (hash=False): scattering the same queries again under their content
+            # key races with the release of the last call's future, and the scheduler then
+            # cancels the new tasks for "lost dependencies" (dask/distributed#3703).
+            Q_shared = self.client.scatter(Q, broadcast=True, hash=False)
             futures = [self.client.submit(_query_shard, shard, Q_shared, k, query_params, pure=False) for shard in self.shards]
             parts = self.client.gather(futures)
         else:
