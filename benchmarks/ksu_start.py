@@ -1,15 +1,16 @@
 """How the greedy permutation's first centre changes the nets KSU chooses from.
 
 KSU orders the training rows farthest-first and keeps a prefix; every prefix's cells are
-labelled by their majority. The order depends on the first centre. nnkd starts at
-``central_row`` (the row nearest the mean). This script measures, for several start rules,
+labelled by their majority. The order depends on the first centre. nnkd started at the
+row nearest the mean (``central``) and, chosen on this script's table, now starts at the row
+farthest from it (``farthest``, :func:`nnkd.condense.ksu.start_row`). This script measures, for several start rules,
 the training errors of the prefixes (the C loop's count) and the test accuracy of the
 prefix classifier at a few sizes, on the tuning group of ``../shared/data`` (letter, usps,
 pendigits, magic; splits of ``_common.DATASETS``) and on ``benchmarks/scale.py``'s Gaussian
 mixture (``--mixture-rows`` rows of 64 dimensions, std 7.5; its 100,000 test rows). It is the
-data on which the start rule is to be chosen; it chooses nothing itself.
+data on which the start rule was chosen; it chooses nothing itself.
 
-Start rules: ``central`` (today), ``farthest`` (the row farthest from the mean), and
+Start rules: ``central`` (the row nearest the mean), ``farthest`` (the row farthest from it), and
 ``random:s`` (a row drawn from ``numpy.random.default_rng(s)``).
 
 Usage (from the repository root)::
@@ -37,7 +38,7 @@ import numpy as np
 
 from nnkd._core.distances import exact_knn
 from nnkd._core.metrics import metric_code
-from nnkd.condense.ksu import central_row
+from nnkd.condense.ksu import start_row as farthest_row
 from nnkd.condense.nets import run_greedy
 
 TUNING_GROUP = ("letter", "usps", "pendigits", "magic")
@@ -49,10 +50,10 @@ MIXTURE_SIZES = (200, 1000, 5000)
 def start_row(rule: str, X: np.ndarray) -> int:
     """The first centre under ``rule`` (see the module docstring)."""
     if rule == "central":
-        return central_row(X)
-    if rule == "farthest":
         sub = X.astype(np.float64)
-        return int(np.argmax(((sub - sub.mean(axis=0)) ** 2).sum(axis=1)))
+        return int(np.argmin(((sub - sub.mean(axis=0)) ** 2).sum(axis=1)))
+    if rule == "farthest":
+        return farthest_row(X)
     return int(np.random.default_rng(int(rule.split(":")[1])).integers(X.shape[0]))
 
 

@@ -23,7 +23,7 @@ from nnkd._core.metrics import CHEBYSHEV, MANHATTAN
 from nnkd._core.nearest import nearest_prototype
 from nnkd.condense._result import CondenseResult
 from nnkd.condense.bounds import compression_bound
-from nnkd.condense.ksu import central_row
+from nnkd.condense.ksu import start_row
 from nnkd.condense.nets import run_greedy
 
 logger = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
     n = X.shape[0]
     n_classes = int(y.max()) + 1
     cap = n if max_prototypes is None else max_prototypes
-    start = central_row(X)
+    start = start_row(X)
     coarse = run_greedy(X, code, start=start, max_centres=max(2, min(n, (n + 1) // 2)), n_jobs=n_jobs)
     hi = float(coarse.radius[1]) if coarse.radius.size > 1 else 0.0
     lo = float(coarse.radius[-1])
@@ -248,7 +248,7 @@ def gkn_condense(X, y, code, *, delta=0.05, max_prototypes=None, target_size=Non
         # Stop strictly below gamma: kept points of other classes are >= gamma away. One
         # centre past the cap proves the full net too large to win, so it is not finished.
         stop = float(np.nextafter(gamma, 0.0)) if np.isfinite(gamma) else 0.0
-        net = run_greedy(X, code, start=central_row(X, kept), max_centres=min(size + prune, int(kept.sum())),
+        net = run_greedy(X, code, start=start_row(X, kept), max_centres=min(size + prune, int(kept.sum())),
                          stop_radius=stop, labels=y, n_classes=n_classes,
                          active=kept.view(np.uint8), n_jobs=n_jobs)
         m = len(net.order)

@@ -22,11 +22,18 @@ from nnkd.condense.nets import run_greedy
 SELECTIONS = ("auto", "bound", "validation")
 
 
-def central_row(X, rows=None) -> int:
-    """Row closest (euclidean) to the mean of ``X[rows]``: a deterministic first centre."""
+def start_row(X, rows=None) -> int:
+    """First centre of every greedy permutation nnkd builds: the row of ``X[rows]`` farthest
+    (euclidean) from their mean, the first of equals.
+
+    Deterministic, and the same rule for one process, each partition and the merge. The row
+    nearest the mean was the rule before; on mixtures it sits where the classes overlap and
+    its cell stays large and mixed for thousands of steps, since farthest-first only adds
+    outlying rows (``benchmarks/ksu_start.py`` measures the rules; ``benchmarks/results/ksu_start.md``).
+    """
     idx = np.arange(X.shape[0]) if rows is None else np.flatnonzero(rows)
     sub = X[idx].astype(np.float64)
-    return int(idx[np.argmin(((sub - sub.mean(axis=0)) ** 2).sum(axis=1))])
+    return int(idx[np.argmax(((sub - sub.mean(axis=0)) ** 2).sum(axis=1))])
 
 
 def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=None, target_size=None,
@@ -84,7 +91,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
     n_classes = int(y.max()) + 1
     cap = n if max_prototypes is None else max_prototypes
     if target_size is not None:
-        net = run_greedy(X, code, start=central_row(X), max_centres=min(target_size, cap), labels=y,
+        net = run_greedy(X, code, start=start_row(X), max_centres=min(target_size, cap), labels=y,
                          n_classes=n_classes, n_jobs=n_jobs)
         m = np.arange(1, len(net.order) + 1)
         curve = {"m": m, "train_errors": net.train_errors,
@@ -100,7 +107,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
         limit = min(cap, max(1, (n - 1) // 2))
         if selection == "auto":
             limit = min(limit, max(1, certifying_limit(n, delta, trivial_error(y))))
-        net = run_greedy(X, code, start=central_row(X), max_centres=limit, labels=y,
+        net = run_greedy(X, code, start=start_row(X), max_centres=limit, labels=y,
                          n_classes=n_classes, n_jobs=n_jobs)
         m = np.arange(1, len(net.order) + 1)
         bound = compression_bound(n, net.train_errors / n, 2 * m, delta)
@@ -127,7 +134,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
         # Without a budget, search nets up to half the training rows: keeping more is
         # hardly condensing, and the largest nets cost the most to build.
         fold_cap = min(cap, int(active.sum())) if max_prototypes is not None else int(active.sum()) // 2
-        fold = run_greedy(X, code, start=central_row(X, active), max_centres=max(1, fold_cap),
+        fold = run_greedy(X, code, start=start_row(X, active), max_centres=max(1, fold_cap),
                           labels=y, n_classes=n_classes, active=active.view(np.uint8), n_jobs=n_jobs)
         curves.append(fold.valid_errors)
         n_train.append(int(active.sum()))
@@ -152,7 +159,7 @@ def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=Non
     # Carry the chosen *fraction* of the training folds over to all rows: the radius
     # curve is flat at small scales, so carrying the scale over is unstable.
     size = min(cap, n, int(round(chosen * n / np.mean(n_train))))
-    final = run_greedy(X, code, start=central_row(X), max_centres=size, labels=y,
+    final = run_greedy(X, code, start=start_row(X), max_centres=size, labels=y,
                        n_classes=n_classes, n_jobs=n_jobs)
     return CondenseResult(final.order, final.owner, final.covering_radius, curve=curve, selection="validation")
 

@@ -45,7 +45,7 @@ from nnkd._core.metrics import EUCLIDEAN, as_points, check_points, metric_code
 from nnkd._core.partitions import as_row_partitions, labels_like, partition_blocks, partition_offsets
 from nnkd.condense.bounds import compression_bound
 from nnkd.condense.hart import hart_condense
-from nnkd.condense.ksu import SELECTIONS, _n_folds, central_row, warn_vacuous
+from nnkd.condense.ksu import SELECTIONS, _n_folds, start_row, warn_vacuous
 from nnkd.condense.methods import CONSISTENT_METHODS, CondenseSettings, run_condenser
 from nnkd.condense.nets import run_greedy
 
@@ -154,7 +154,7 @@ def _ksu_partition(Xb, yb, classes, limit: int, seed: int, holdout: float, setti
     codes = label_codes(yb, classes)
     Xw = as_points(X, metric)
     active = _training_rows(X.shape[0], seed, holdout)
-    net = run_greedy(Xw, metric_code(metric), start=central_row(Xw, active), max_centres=limit,
+    net = run_greedy(Xw, metric_code(metric), start=start_row(Xw, active), max_centres=limit,
                      active=None if active is None else active.view(np.uint8), n_jobs=settings.n_jobs)
     support = np.asarray(net.order, dtype=np.int64)
     return PartitionStore(support, X[support], codes[support], net.covering_radius, "merged", X.shape[0])
@@ -235,7 +235,7 @@ def _ksu_merge(settings: CondenseSettings, blocks, labels, classes, n: int, offs
     U_codes = np.concatenate([st.codes for st in stores])
     U_rows = np.concatenate([st.support + offsets[p] for p, st in enumerate(stores)])
     Uw = as_points(U, metric)
-    merged = run_greedy(Uw, metric_code(metric), start=central_row(Uw), max_centres=limit, n_jobs=s.n_jobs).order
+    merged = run_greedy(Uw, metric_code(metric), start=start_row(Uw), max_centres=limit, n_jobs=s.n_jobs).order
     grid = prefix_grid(len(merged))
     shared_rows = dask.delayed(np.ascontiguousarray(Uw[merged]), pure=True)
     score = dask.delayed(_score_prefixes, pure=True)
