@@ -123,8 +123,9 @@ def _add_user_data_parsers(sub) -> None:
     p = sub.add_parser("distill", help="distil a TorchScript teacher on a data file into a compressed student")
     data_args(p, "label column or .npz key: reports accuracy (and names the classes)")
     p.add_argument("--teacher", required=True, metavar="MODEL.pt", help="TorchScript teacher (torch.jit.save)")
-    p.add_argument("--embedding", default=None, metavar="LAYER",
-                   help="submodule whose output is the teacher embedding (space=teacher; default: the logits)")
+    p.add_argument("--embedding", default=None, metavar="METHOD",
+                   help="the teacher embedding (space=teacher): a method of the TorchScript model exported with "
+                        "@torch.jit.export (default: the logits)")
     p.add_argument("--classes", default=None, metavar="A,B,...",
                    help="class of each teacher output, in output order (default: the sorted labels)")
     p.add_argument("--space", choices=["input", "teacher", "projection"], default="projection")
@@ -140,7 +141,7 @@ def _add_user_data_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="predictions: a .npy or .csv file")
     p.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     p.add_argument("--teacher", default=None, metavar="MODEL.pt", help="for students that take teacher embeddings")
-    p.add_argument("--embedding", default=None, metavar="LAYER", help="the teacher's embedding layer")
+    p.add_argument("--embedding", default=None, metavar="METHOD", help="the teacher's embedding method (as at distil time)")
     p.add_argument("--key-file", default=None, help="verify the student's signature with this key")
     p.add_argument("--trust-native", action="store_true", help="load an unsigned FAISS/NMSLIB index (files you wrote)")
     dask_arg(p)

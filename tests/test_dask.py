@@ -12,7 +12,7 @@ distributed = pytest.importorskip("distributed", reason="the nnkd[dask] extra is
 
 from nnkd import MarginCondensedNN  # noqa: E402
 from nnkd._core.partitions import read_npy_lazily  # noqa: E402
-from nnkd.condense import compression_bound  # noqa: E402
+from nnkd.condense import compression_bound, holdout_bound  # noqa: E402
 from nnkd.index import make_index  # noqa: E402
 from nnkd.teachers import CallableTeacher  # noqa: E402
 
@@ -96,6 +96,25 @@ def test_partitioned_ksu_covers_within_partition_plus_merge_scale(client, select
     np.testing.assert_array_equal(clf.predict(X), labels)
 
 
+def test_one_partition_ksu_is_a_prefix_of_the_one_process_permutation():
+    from nnkd.condense import greedy_permutation
+    from nnkd.condense.ksu import start_row
+
+    # The merge starts where one process starts (the row farthest from the mean of all rows),
+    # so over one partition it reproduces that process's greedy order. The rows are skewed so
+    # that the mean of the partition's net lies elsewhere and its farthest row is another one.
+    rng = np.random.default_rng(18)
+    X = np.vstack([rng.normal(scale=0.3, size=(2800, 2)), rng.uniform([3, -1], [8, 1], size=(200, 2)),
+                   [[10, 0], [-9, 0]]]).astype(np.float32)
+    y = (X[:, 1] > 0).astype(np.int64)
+    clf = MarginCondensedNN(selection="bound", max_prototypes=100).fit(
+        da.from_array(X, chunks=(len(X), 2)), da.from_array(y, chunks=len(X)))
+    order = greedy_permutation(X, start=start_row(X), max_prototypes=100).order
+    assert start_row(X[order]) != 0             # U's own mean would start elsewhere
+    assert len(clf.support_) > 1
+    np.testing.assert_array_equal(clf.support_, order[:len(clf.support_)])
+
+
 @pytest.mark.parametrize("method", ["hart", "fcnn"])
 def test_partitioned_consistent_methods_are_consistent_on_every_row(method):
     X, y = blobs(3000, 3, 4, seed=4)
@@ -155,6 +174,30 @@ def test_teacher_labelling_over_partitions_equals_in_memory(client):
     Xd = da.from_array(X, chunks=(500, 4))
     np.testing.assert_allclose(teacher.soft_labels(Xd, 2.0).compute(), teacher.soft_labels(X, 2.0))
     np.testing.assert_allclose(teacher.embed(Xd).compute(), teacher.embed(X))
+
+
+def test_torchscript_teacher_labels_partitions_on_the_workers(client):
+    torch = pytest.importorskip("torch")
+    from nnkd.teachers import TorchTeacher
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.body, self.head = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh()), torch.nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+        @torch.jit.export
+        def features(self, x):
+            return self.body(x)
+
+    teacher = TorchTeacher(torch.jit.script(Net().eval()), embedding="features")
+    X, _ = blobs(900, 4, 3, seed=13)
+    Xd = da.from_array(X, chunks=(300, 4))
+    np.testing.assert_allclose(teacher.soft_labels(Xd, 2.0).compute(), teacher.soft_labels(X, 2.0), rtol=1e-6)
+    np.testing.assert_allclose(teacher.embed(Xd).compute(), teacher.embed(X), rtol=1e-6)
 
 
 def test_read_npy_lazily_reads_partitions_of_the_file(tmp_path):
@@ -223,10 +266,76 @@ def test_distiller_on_partitions_against_numpy(client, space):
     assert dist.bound_kind_ == "compression" and 0 < dist.bound_ <= 1
 
 
-def test_distiller_on_partitions_rejects_the_projection_space():
+@pytest.mark.parametrize("on_cluster", [False, True])
+def test_projection_distiller_streams_the_partitions(on_cluster, request):
+    pytest.importorskip("torch")
+    from nnkd.distill import NNDistiller
+    from nnkd.distill._stream import _assignment
+
+    if on_cluster:
+        request.getfixturevalue("client")
+    W = np.random.default_rng(14).normal(size=(5, 3))
+    teacher = CallableTeacher(logits=lambda X: 2.0 * X @ W, embed=lambda X: X)
+    X, y = blobs(3000, 5, 3, seed=15)
+    Xd = da.from_array(X, chunks=(700, 5))
+    # On the cluster the true labels are given (as a dask array): the bound is against them.
+    labels = da.from_array(y, chunks=(700,)) if on_cluster else None
+    dist = NNDistiller(teacher, space="projection", max_epochs=4, size_budget_kb=4, random_state=0).fit(Xd, labels)
+    student = dist.to_student()
+    # Which rows were held out, drawn again from the partitions' seeds, as the stream does.
+    stream_seed = np.random.default_rng(dist._seed).integers(0, 2**31 - 1, size=len(Xd.chunks[0]))
+    train = np.concatenate([_assignment(m, int(s), dist.validation_fraction) for m, s in zip(Xd.chunks[0], stream_seed)])
+    held = ~train
+    assert 0 < held.sum() < len(X)
+    # The bound counts every held-out row, and its errors (NumPy).
+    hard = teacher.soft_labels(X, 1.0).argmax(axis=1)
+    pred = student.predict(X)
+    target = y if on_cluster else hard
+    errors = int(np.sum(pred[held] != target[held]))
+    assert student.meta["bound_rows"] == held.sum()
+    assert dist.bound_target_ == ("labels" if on_cluster else "teacher")
+    assert dist.bound_ == pytest.approx(holdout_bound(errors, int(held.sum()), dist.delta,
+                                                      student.meta["bound_candidates"]))
+    # The cells partition every row by its nearest prototype (brute force in the student's space).
+    _, nearest = brute_nearest(student.transform(X), student.prototypes)
+    indptr, indices = student.cell_indptr, student.cell_indices
+    owner = np.empty(len(X), dtype=np.int64)
+    owner[indices] = np.repeat(np.arange(len(student.prototypes)), np.diff(indptr))
+    assert np.sort(indices).tolist() == list(range(len(X)))
+    np.testing.assert_array_equal(owner, nearest)
+    # The start rows are training rows, named by their global row numbers.
+    assert train[student.support].all()
+    assert dist.training_fidelity_ == pytest.approx(np.mean(pred == hard))
+    assert dist.training_fidelity_ > 0.8            # the teacher is linear in the inputs
+
+
+def test_projection_stream_moments_and_sample_against_numpy():
+    from nnkd.distill._stream import PartitionStream, _assignment
+
+    X, _ = blobs(2000, 4, 3, seed=16)
+    Xd = da.from_array(X, chunks=(600, 4))
+    stream = PartitionStream(Xd, None, CallableTeacher(logits=lambda A: A[:, :2]), 0.25, seed=3)
+    mean, scale = stream.moments()
+    train = np.concatenate([_assignment(m, s, 0.25) for m, s in zip(Xd.chunks[0], stream.seeds)])
+    np.testing.assert_allclose(mean, X[train].mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(scale, X[train].std(axis=0), rtol=1e-5)
+    assert stream.n_train == train.sum()
+    X_tr, ids_tr, X_val, ids_val = stream.sample(300, 100)
+    np.testing.assert_array_equal(X_tr, X[ids_tr])
+    np.testing.assert_array_equal(X_val, X[ids_val])
+    assert train[ids_tr].all() and not train[ids_val].any()
+    assert 200 < len(ids_tr) < 400 and 50 < len(ids_val) < 150
+    steps, batches = stream.batches(temperature=1.0, mean=mean, scale=scale, batch_size=128, seed=0)
+    seen = [xb.numpy() for _, xb, _, _ in batches(1)]
+    assert len(seen) == steps
+    rows = np.concatenate(seen) * scale + mean          # every training row once per epoch
+    np.testing.assert_allclose(np.sort(rows, axis=0), np.sort(X[train], axis=0), rtol=1e-4, atol=1e-4)
+
+
+def test_distiller_on_partitions_rejects_slam_and_subclasses():
     from nnkd.distill import NNDistiller
 
     teacher = CallableTeacher(logits=lambda X: X[:, :2], embed=lambda X: X)
     X, _ = blobs(300, 3, 2, seed=12)
-    with pytest.raises(ValueError, match="condensed space"):
-        NNDistiller(teacher, space="projection").fit(da.from_array(X, chunks=(100, 3)))
+    with pytest.raises(ValueError, match="loss='kd'"):
+        NNDistiller(teacher, space="projection", loss="slam").fit(da.from_array(X, chunks=(100, 3)), np.zeros(300))

@@ -53,8 +53,32 @@ def test_torchscript_teacher(tmp_path, rows):
     assert_allclose(TorchTeacher.from_torchscript(path).logits(rows), TorchTeacher(net).logits(rows), rtol=1e-6)
 
 
+class ExportingNet(TinyNet):
+    @torch.jit.export
+    def features(self, x):
+        return self.body(x)
+
+
+def test_torchscript_teacher_embeds_by_an_exported_method_and_pickles(rows):
+    import pickle
+
+    net = ExportingNet().eval()
+    eager = TorchTeacher(net, embedding="body")
+    scripted = TorchTeacher(torch.jit.script(net), embedding="features")
+    assert_allclose(scripted.embed(rows), eager.embed(rows), rtol=1e-6)
+    assert_allclose(TorchTeacher(net, embedding="features").embed(rows), eager.embed(rows), rtol=1e-6)
+    # Dask ships teachers by pickle; a TorchScript module travels as its archive.
+    copy = pickle.loads(pickle.dumps(scripted))
+    assert isinstance(copy.model, torch.jit.ScriptModule)
+    assert_allclose(copy.embed(rows), scripted.embed(rows), rtol=0)
+    assert_allclose(copy.soft_labels(rows, 2.0), scripted.soft_labels(rows, 2.0), rtol=0)
+    with pytest.raises(ValueError, match="TorchScript runs no forward hooks"):
+        TorchTeacher(torch.jit.script(net), embedding="body")
+
+
 @pytest.mark.parametrize("make, error, match", [
     (lambda: TorchTeacher(TinyNet(), embedding="nope"), ValueError, "no submodule"),
+    (lambda: TorchTeacher(TinyNet(), embedding="__class__"), ValueError, "no submodule"),
     (lambda: TorchTeacher("model"), TypeError, "torch.nn.Module"),
     (lambda: CallableTeacher(logits=3), TypeError, "callables"),
 ])

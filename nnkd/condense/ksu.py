@@ -22,9 +22,10 @@ from nnkd.condense.nets import run_greedy
 SELECTIONS = ("auto", "bound", "validation")
 
 
-def start_row(X, rows=None) -> int:
+def start_row(X, rows=None, centre=None) -> int:
     """First centre of every greedy permutation nnkd builds: the row of ``X[rows]`` farthest
-    (euclidean) from their mean, the first of equals.
+    (euclidean) from their mean (or from ``centre``: the KSU merge passes the mean of all
+    rows, so that it starts where one process over the same rows starts), the first of equals.
 
     Deterministic, and the same rule for one process, each partition and the merge. The row
     nearest the mean was the rule before; on mixtures it sits where the classes overlap and
@@ -33,7 +34,8 @@ def start_row(X, rows=None) -> int:
     """
     idx = np.arange(X.shape[0]) if rows is None else np.flatnonzero(rows)
     sub = X[idx].astype(np.float64)
-    return int(idx[np.argmax(((sub - sub.mean(axis=0)) ** 2).sum(axis=1))])
+    centre = sub.mean(axis=0) if centre is None else np.asarray(centre, dtype=np.float64)
+    return int(idx[np.argmax(((sub - centre) ** 2).sum(axis=1))])
 
 
 def ksu_condense(X, y, code, *, delta=0.05, selection="auto", max_prototypes=None, target_size=None,

@@ -64,6 +64,7 @@ class PartitionStore:
     scale: float                 # covering radius of the store over its partition (working space)
     selection: str
     n_rows: int
+    row_sum: np.ndarray | None = None   # KSU: the sum of the partition's rows (working space, float64)
 
 
 @dataclass
@@ -157,7 +158,8 @@ def _ksu_partition(Xb, yb, classes, limit: int, seed: int, holdout: float, setti
     net = run_greedy(Xw, metric_code(metric), start=start_row(Xw, active), max_centres=limit,
                      active=None if active is None else active.view(np.uint8), n_jobs=settings.n_jobs)
     support = np.asarray(net.order, dtype=np.int64)
-    return PartitionStore(support, X[support], codes[support], net.covering_radius, "merged", X.shape[0])
+    return PartitionStore(support, X[support], codes[support], net.covering_radius, "merged", X.shape[0],
+                          Xw.astype(np.float64).sum(axis=0))
 
 
 def prefix_grid(m: int, ratio: float = 1.05) -> np.ndarray:
@@ -235,7 +237,13 @@ def _ksu_merge(settings: CondenseSettings, blocks, labels, classes, n: int, offs
     U_codes = np.concatenate([st.codes for st in stores])
     U_rows = np.concatenate([st.support + offsets[p] for p, st in enumerate(stores)])
     Uw = as_points(U, metric)
-    merged = run_greedy(Uw, metric_code(metric), start=start_row(Uw), max_centres=limit, n_jobs=s.n_jobs).order
+    # Start at the row of U farthest from the mean of all rows, the first centre one process
+    # over all rows takes wherever U holds it. With one partition it does (it is the
+    # partition's own first centre) and U is a prefix of that process's permutation, which
+    # greedy over U reproduces: one partition gives the one-process net.
+    centre = np.sum([st.row_sum for st in stores], axis=0) / sum(st.n_rows for st in stores)
+    merged = run_greedy(Uw, metric_code(metric), start=start_row(Uw, centre=centre), max_centres=limit,
+                        n_jobs=s.n_jobs).order
     grid = prefix_grid(len(merged))
     shared_rows = dask.delayed(np.ascontiguousarray(Uw[merged]), pure=True)
     score = dask.delayed(_score_prefixes, pure=True)

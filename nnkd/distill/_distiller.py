@@ -14,7 +14,14 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from nnkd._core.artifacts import import_optional
 from nnkd._core.kernels import KERNELS
 from nnkd._core.metrics import METRICS
-from nnkd._core.partitions import as_row_partitions, is_dask_collection, labels_like, partition_blocks, partition_offsets
+from nnkd._core.partitions import (
+    as_row_partitions,
+    first_row,
+    is_dask_collection,
+    labels_like,
+    partition_blocks,
+    partition_offsets,
+)
 from nnkd._core.threads import torch_threads
 from nnkd._sklearn_compat import Interval, StrOptions, _fit_context, validate_data
 from nnkd.condense import holdout_bound
@@ -37,6 +44,9 @@ from nnkd.student._storage import stored_bytes
 #: Temperature of the condensed spaces' label vectors under ``temperature="auto"``: the
 #: teacher's own probabilities, so ``predict_proba`` is as calibrated as the teacher.
 CONDENSED_TEMPERATURE = 1.0
+#: Training rows (and as many held-out rows) of the sample on which a projection student fitted
+#: on a dask array chooses its recipe; the final run streams every row.
+STREAM_SAMPLE_ROWS = 20_000
 
 
 def check_teacher(teacher) -> None:
@@ -315,8 +325,14 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Transfer set (labelled by the teacher).
+        X : array-like or dask array of shape (n_samples, n_features)
+            Transfer set (labelled by the teacher). A dask array (or dataframe) is distilled
+            partition by partition on the active ``dask.distributed`` client (or in this
+            process): the condensed spaces condense and merge the partitions; the projection
+            space chooses its recipe on a sample of :data:`STREAM_SAMPLE_ROWS` training and
+            held-out rows and streams every training row, one partition at a time, through
+            the final run (see :mod:`nnkd.distill._stream`). ``loss="slam"`` and
+            ``subclasses`` need an in-memory array.
         y : array-like of shape (n_samples,), default=None
             True labels, used only for ``alpha`` mixing; their classes must match the
             teacher's outputs in sorted order.
@@ -398,10 +414,11 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         space: its embeddings are recomputed in each pass), and nothing but labels, prototypes
         and per-cell sums ever reaches the client.
         """
-        if self.space == "projection" or self.subclasses is not None or self.loss != "kd":
-            raise ValueError("NNDistiller.fit on a dask array distils into a condensed space (space='input' or "
-                             "'teacher', no subclasses, loss='kd'); for space='projection' pass an in-memory "
-                             "array (X.compute(), or a sample of the rows).")
+        if self.subclasses is not None or self.loss != "kd":
+            raise ValueError("NNDistiller.fit on a dask array takes loss='kd' and no subclasses (SLaM and LELP "
+                             "need every row's estimates in memory); pass an in-memory array for them.")
+        if self.space == "projection":
+            return self._fit_projection_partitioned(X, y)
         X = as_row_partitions(X)
         if y is not None and is_dask_collection(y):
             y = np.asarray(y.compute())
@@ -420,6 +437,45 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         student = self._fit_condensed(Z, T, hard, condensed_t)
         self._set_student(student)
         agree = da_argmax(student.predict_proba(Z)) == labels_like(hard, Z)
+        self.training_fidelity_ = float(agree.mean().compute())
+        return self
+
+    def _fit_projection_partitioned(self, X, y):
+        """``fit`` of the projection space on a dask array: streamed from the partitions.
+
+        See :mod:`nnkd.distill._stream`: the recipe is chosen on a uniform sample of at most
+        :data:`STREAM_SAMPLE_ROWS` training rows and as many held-out rows, the final run trains on every
+        training row, one partition at a time, and the held-out bound counts every held-out row.
+        """
+        from nnkd.distill._stream import PartitionStream
+
+        X = as_row_partitions(X)
+        if y is not None and is_dask_collection(y):
+            y = np.asarray(labels_like(y, X).compute())
+        self.teacher_ = prepare_teacher(self.teacher, X, y)
+        self.n_features_in_ = int(X.shape[1])
+        self._seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        self.lelp_ = None
+        width = teacher_soft_labels(self.teacher_, first_row(X), 1.0).shape[1]
+        y_all = self._set_classes(y, X.shape[0], width)
+        stream = PartitionStream(X, None if y_all is None else labels_like(y_all, X), self.teacher_,
+                                 self.validation_fraction, self._seed)
+        mean, scale = stream.moments()
+        X_tr, ids_tr, X_val, ids_val = stream.sample(STREAM_SAMPLE_ROWS, STREAM_SAMPLE_ROWS)
+        Xm = np.ascontiguousarray(np.concatenate([X_tr, X_val]), dtype=np.float32)
+        T1 = teacher_soft_labels(self.teacher_, Xm, 1.0)
+        hard = T1.argmax(axis=1)
+        y_codes = None if y_all is None else y_all[np.concatenate([ids_tr, ids_val])]
+
+        def targets_at(t: float) -> np.ndarray:
+            return T1 if t == 1.0 else teacher_soft_labels(self.teacher_, Xm, t)
+
+        rows = np.arange(len(X_tr))
+        val = np.arange(len(X_tr), len(Xm))
+        student = self._fit_projection(Xm, hard, y_codes, targets_at, stream=stream,
+                                       sample=(rows, val, np.concatenate([ids_tr, ids_val]), mean, scale))
+        self._set_student(student)
+        agree = da_argmax(student.predict_proba(X)) == da_argmax(self.teacher_.soft_labels(X, 1.0))
         self.training_fidelity_ = float(agree.mean().compute())
         return self
 
@@ -484,7 +540,16 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             student.attach_index(cond.index_)
         return student
 
-    def _fit_projection(self, X, hard, y_codes, targets_at) -> Student:
+    def _fit_projection(self, X, hard, y_codes, targets_at, stream=None, sample=None) -> Student:
+        """The projection student: recipe chosen on held-out rows, then trained in full.
+
+        In memory, ``X`` holds every transfer row. With a :class:`~nnkd.distill._stream.PartitionStream`
+        (a dask array), ``X`` is the stream's sample and ``sample=(rows, val, row_ids, mean,
+        scale)`` says which of its rows train and which are held out, their global row numbers
+        and the standardisation of all training rows: the candidates and checkpoints are scored
+        on the sample, the final run streams every training row, and the cells and the bound
+        cover every row.
+        """
         import_optional("torch", "torch==2.13.0", "NNDistiller(space='projection')", hint="the CPU build; see README")
         import torch
 
@@ -499,17 +564,32 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         # The held-out rows choose the recipe and then bound the student's error; the student
         # is never trained on them (nor is the standardisation), so the bound stays honest.
         perm = np.random.default_rng(self._seed).permutation(n)
-        n_val = int(round(self.validation_fraction * n))
-        if n_val < MIN_HOLDOUT or n - n_val < 2:
-            n_val = 0
-        val, rows = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        epochs = self.max_epochs if self.max_epochs != "auto" else auto_epochs(len(rows), self.batch_size)
-        mean = X[rows].mean(axis=0)
-        scale = X[rows].std(axis=0)
-        scale[scale == 0] = 1.0
+        if stream is None:
+            n_val = int(round(self.validation_fraction * n))
+            if n_val < MIN_HOLDOUT or n - n_val < 2:
+                n_val = 0
+            val, rows = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            n_train = len(rows)
+            mean = X[rows].mean(axis=0)
+            scale = X[rows].std(axis=0)
+            scale[scale == 0] = 1.0
+        else:
+            rows, val, row_ids, mean, scale = sample
+            n_val = len(val) if len(val) >= MIN_HOLDOUT else 0
+            val = val[:n_val]
+            n_train = stream.n_train
+        epochs = self.max_epochs if self.max_epochs != "auto" else auto_epochs(n_train, self.batch_size)
+        # The brief candidate runs train on the rows in memory (the sample, for a stream), as
+        # long as a fit on those rows alone would train them.
+        brief = epochs if stream is None or self.max_epochs != "auto" else auto_epochs(len(rows), self.batch_size)
         Xs = ((X - mean) / scale).astype(np.float32)
         # PCA start from (at most) 20,000 training rows drawn at random, not the file's first ones.
-        pca_rows = rows if len(rows) <= 20000 else np.sort(perm[n_val:][:20000])
+        if len(rows) <= 20000:
+            pca_rows = rows
+        elif stream is None:
+            pca_rows = np.sort(perm[n_val:][:20000])
+        else:
+            pca_rows = np.sort(np.random.default_rng(self._seed).permutation(rows)[:20000])
         W_pca = np.linalg.svd(Xs[pca_rows], full_matrices=False)[2].astype(np.float32)
         targets = {t: targets_at(t) for t in grid.temperatures}
         slam = None
@@ -530,20 +610,22 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
             return self._initial_module(Xs[rows] @ W_pca[:recipe.projection_dim].T, W_pca[:recipe.projection_dim],
                                         hard[rows], targets[recipe.temperature][rows], recipe.n_prototypes)
 
-        def train(module, recipe: Recipe, n_epochs: int, on_epoch=None):
+        def train(module, recipe: Recipe, n_epochs: int, on_epoch=None, streamed: bool = False):
             def relabel(xa):
                 raw = xa * scale + mean
                 soft = self.teacher_.soft_labels(raw, recipe.temperature)
                 return soft if self.lelp_ is None else self.lelp_.targets(self.teacher_.embed(raw), soft)
 
             augment = None if self.augment is None else make_augmenter(self.augment, recipe.noise_scale or 0.0)
+            source = stream.batches(temperature=recipe.temperature, mean=mean, scale=scale,
+                                    batch_size=self.batch_size, seed=self._seed) if streamed else None
             return train_prototypes(
                 module, Xs[rows], targets[recipe.temperature][rows], temperature=recipe.temperature,
                 relabel=relabel if augment else None, augment=augment,
                 y_codes=None if y_codes is None else y_codes[rows], alpha=self.alpha, epochs=n_epochs, lr=self.lr,
                 batch_size=self.batch_size, seed=self._seed,
                 slam=None if slam is None else (slam[0][rows], slam[1][rows]), progress=self.verbose,
-                on_epoch=on_epoch)
+                on_epoch=on_epoch, source=source)
 
         def fidelity(module, recipe: Recipe) -> float:
             try:
@@ -556,7 +638,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
         with torch_threads(torch, self.n_jobs):
             if n_val and grid.size() > 1:
                 best: dict = {}
-                short = max(1, int(round(epochs * SHORT_SHARE)))
+                short = max(1, int(round(brief * SHORT_SHARE)))
                 for stage in range(3):
                     options = [key for key in staged_candidates(grid, best, stage) if recipe_of(key) is not None]
                     for key in options:
@@ -587,18 +669,28 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
                     if f >= kept["fidelity"]:             # ties: the longer-trained one
                         kept.update(fidelity=f, epoch=epoch, state=copy.deepcopy(module.state_dict()))
 
-            self.loss_curve_ = train(module, recipe, epochs, checkpoint)
+            self.loss_curve_ = train(module, recipe, epochs, checkpoint, streamed=stream is not None)
             if kept["state"] is not None:
                 module.load_state_dict(kept["state"])
+        if stream is not None:
+            module.support = row_ids[module.support]          # the sample's positions -> global row numbers
         owner_space = self._projection_student(module, recipe, mean, scale, None)
-        owner = make_index("exact").fit(owner_space.prototypes).query(owner_space.transform(X), 1)[1][:, 0]
+        if stream is None:
+            owner = make_index("exact").fit(owner_space.prototypes).query(owner_space.transform(X), 1)[1][:, 0]
+        else:
+            owner = stream.owners(owner_space)
         student = self._projection_student(module, recipe, mean, scale, cell_layout(owner, recipe.n_prototypes))
         self.noise_scale_ = recipe.noise_scale
         self.recipe_ = {**recipe.as_dict(), "epochs": kept["epoch"], "max_epochs": epochs,
                         "validation_rows": int(n_val), "validation_fidelity": kept["fidelity"] if n_val else None,
                         "candidates": log}
         self.bound_, self.bound_target_ = None, None
-        if n_val:
+        if n_val and stream is not None:
+            # Every held-out row, not only the sample's: the candidates were fixed by the
+            # training rows alone, so the union bound below holds for the one chosen.
+            errors, n_eval = stream.held_out_errors(student)
+            self.bound_target_ = "teacher" if y_codes is None else "labels"
+        elif n_val:
             pred = np.argmax(student.predict_proba(X[val]), axis=1)
             labelled = np.ones(n_val, dtype=bool) if y_codes is None else y_codes[val] >= 0
             if y_codes is not None and labelled.any():
@@ -606,6 +698,7 @@ class NNDistiller(ClassifierMixin, BaseEstimator):
                     int(labelled.sum()), "labels"
             else:
                 errors, n_eval, self.bound_target_ = int(np.sum(pred != hard[val])), n_val, "teacher"
+        if n_val:
             # Union bound over every student this procedure could have returned: any recipe of
             # the grid, at any checkpoint.
             n_candidates = grid.size() * len(checkpoints)

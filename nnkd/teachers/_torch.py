@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import io
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +12,12 @@ import numpy as np
 import torch
 
 from nnkd.teachers._base import Teacher
+
+
+def _is_method(model: torch.nn.Module, name: str) -> bool:
+    """Whether ``model.<name>`` is a method (a TorchScript ``ScriptMethod`` included), not a module."""
+    attr = getattr(model, name, None) if name and not name.startswith("_") else None
+    return inspect.ismethod(attr) or isinstance(attr, torch.ScriptMethod)
 
 
 class TorchTeacher(Teacher):
@@ -21,7 +30,10 @@ class TorchTeacher(Teacher):
     embedding : str or callable, default=None
         Where the embedding comes from: the name of a submodule (``"net.3"``, as in
         ``model.named_modules()``) whose output is captured by a forward hook (flattened per
-        row), or a callable ``embedding(model, batch) -> tensor``. ``None``: the logits.
+        row); the name of a method of the model (``"embed"``: ``model.embed(batch)``; a
+        TorchScript model keeps a method decorated with ``@torch.jit.export``); or a callable
+        ``embedding(model, batch) -> tensor``. ``None``: the logits. TorchScript models do not
+        run forward hooks, so for them a submodule name is refused: export a method.
     temperature : float, default=1.0
         Default temperature of ``soft_labels``.
     batch_size : int, default=1024
@@ -36,8 +48,14 @@ class TorchTeacher(Teacher):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
         if isinstance(embedding, str):
             names = dict(model.named_modules())
-            if embedding not in names:
-                raise ValueError(f"model has no submodule {embedding!r}; choose one of {sorted(n for n in names if n)}.")
+            if embedding in names and embedding and isinstance(model, torch.jit.ScriptModule):
+                raise ValueError(f"embedding={embedding!r} names a submodule of a TorchScript model, whose output "
+                                 "cannot be captured (TorchScript runs no forward hooks); decorate a method "
+                                 "returning the embedding with @torch.jit.export before scripting and pass its "
+                                 "name, or pass a callable embedding(model, batch).")
+            if embedding not in names and not _is_method(model, embedding):
+                raise ValueError(f"model has no submodule or method {embedding!r}; choose a submodule of "
+                                 f"{sorted(n for n in names if n)} or a method of the model.")
         elif embedding is not None and not callable(embedding):
             raise TypeError("embedding must be a submodule name, a callable or None.")
         self.model, self.embedding = model, embedding
@@ -64,6 +82,27 @@ class TorchTeacher(Teacher):
                              f"path)): {str(exc).splitlines()[0]}") from None
         return cls(model, **kwargs)
 
+    # Dask ships a teacher to its workers by pickle. A TorchScript module cannot be pickled
+    # (torch raises "does not have a __getstate__ method"), so it travels as the bytes of its
+    # archive and is loaded again on arrival; an eager module pickles as itself.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if isinstance(self.model, torch.jit.ScriptModule):
+            buffer = io.BytesIO()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)   # torch.jit.save's deprecation notice
+                torch.jit.save(self.model, buffer)
+            state["model"] = None
+            state["_torchscript"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        archive = state.pop("_torchscript", None)
+        if archive is not None:
+            state["model"] = torch.jit.load(io.BytesIO(archive), map_location=state.get("device", "cpu"))
+        self.__dict__.update(state)
+
     def _run(self, X: np.ndarray, capture: bool) -> np.ndarray:
         self.model.eval()
         batch = torch.from_numpy(np.ascontiguousarray(X)).to(self.device)
@@ -72,8 +111,12 @@ class TorchTeacher(Teacher):
                 return self.model(batch).detach().cpu().numpy()
             if callable(self.embedding):
                 return self.embedding(self.model, batch).detach().cpu().numpy()
+            modules = dict(self.model.named_modules())
+            if self.embedding not in modules:
+                out = getattr(self.model, self.embedding)(batch)
+                return out.reshape(len(X), -1).detach().cpu().numpy()
             captured = []
-            module = dict(self.model.named_modules())[self.embedding]
+            module = modules[self.embedding]
             handle = module.register_forward_hook(lambda mod, inp, out: captured.append(out))
             try:
                 self.model(batch)
