@@ -113,6 +113,27 @@ def test_one_partition_ksu_is_a_prefix_of_the_one_process_permutation():
     assert start_row(X[order]) != 0             # U's own mean would start elsewhere
     assert len(clf.support_) > 1
     np.testing.assert_array_equal(clf.support_, order[:len(clf.support_)])
+    # ... and, the sizes near the bound's minimum scored one by one, the same net.
+    one = MarginCondensedNN(selection="bound", max_prototypes=100).fit(X, y)
+    np.testing.assert_array_equal(clf.support_, one.support_)
+    assert clf.bound_ == pytest.approx(one.bound_)
+
+
+def test_one_partition_ksu_scores_every_size_near_the_bound_minimum():
+    from nnkd.condense.partitioned import prefix_grid
+
+    # 60 separated clusters, 6 classes: the bound's best net has 62 rows, between two sizes of
+    # the merge's prefix grid; the second scoring pass finds it, as one process does.
+    rng = np.random.default_rng(5)
+    centres = rng.uniform(-20, 20, size=(60, 4))
+    cluster = rng.integers(0, 60, 6000)
+    X, y = (centres[cluster] + rng.normal(size=(6000, 4))).astype(np.float32), cluster % 6
+    one = MarginCondensedNN(selection="bound", max_prototypes=400).fit(X, y)
+    assert len(one.support_) not in set(prefix_grid(400))
+    clf = MarginCondensedNN(selection="bound", max_prototypes=400).fit(
+        da.from_array(X, chunks=(6000, 4)), da.from_array(y, chunks=6000))
+    np.testing.assert_array_equal(clf.support_, one.support_)
+    assert clf.bound_ == pytest.approx(one.bound_)
 
 
 @pytest.mark.parametrize("method", ["hart", "fcnn"])

@@ -162,6 +162,10 @@ def _ksu_partition(Xb, yb, classes, limit: int, seed: int, holdout: float, setti
                           Xw.astype(np.float64).sum(axis=0))
 
 
+#: Most sizes the KSU merge's second scoring pass adds between the best grid size's neighbours.
+MAX_REFINED_SIZES = 64
+
+
 def prefix_grid(m: int, ratio: float = 1.05) -> np.ndarray:
     """Prefix sizes scored by the KSU merge: every size up to 32, then geometric steps of
     ``ratio`` up to ``m`` (included)."""
@@ -210,7 +214,8 @@ def _ksu_merge(settings: CondenseSettings, blocks, labels, classes, n: int, offs
     over the partitions scores every prefix size of a grid: its training error over all
     ``n`` rows (cells labelled by their majority) for the bound, and, for
     ``selection="validation"``/``"auto"``, its held-out error on the rows each partition
-    held out (cells labelled by the training rows only). The size is chosen as
+    held out (cells labelled by the training rows only); a second, shorter pass scores the
+    sizes between the bound's best grid size and its neighbours. The size is chosen as
     :func:`~nnkd.condense.ksu.ksu_condense` chooses it, with the bound of all ``n`` rows.
     """
     import dask
@@ -244,14 +249,35 @@ def _ksu_merge(settings: CondenseSettings, blocks, labels, classes, n: int, offs
     centre = np.sum([st.row_sum for st in stores], axis=0) / sum(st.n_rows for st in stores)
     merged = run_greedy(Uw, metric_code(metric), start=start_row(Uw, centre=centre), max_centres=limit,
                         n_jobs=s.n_jobs).order
-    grid = prefix_grid(len(merged))
     shared_rows = dask.delayed(np.ascontiguousarray(Uw[merged]), pure=True)
     score = dask.delayed(_score_prefixes, pure=True)
-    scored = dask.compute(*[score(b, lab, classes, shared_rows, grid, int(seed), holdout, s, metric)
-                            for b, lab, seed in zip(blocks, labels, seeds)])
-    counts = [np.sum([sc[0][j] for sc in scored], axis=0) for j in range(len(grid))]
+
+    def scores(sizes):
+        """Summed class counts (all rows, held-out rows) of the prefixes of ``sizes``: one pass."""
+        scored = dask.compute(*[score(b, lab, classes, shared_rows, sizes, int(seed), holdout, s, metric)
+                                for b, lab, seed in zip(blocks, labels, seeds)])
+        return ([np.sum([sc[0][j] for sc in scored], axis=0) for j in range(len(sizes))],
+                [np.sum([sc[1][j] for sc in scored], axis=0) for j in range(len(sizes))] if holdout else [])
+
+    grid = prefix_grid(len(merged))
+    counts, held = scores(grid)
     train_errors = np.array([int(cn.sum() - cn.max(axis=1).sum()) for cn in counts])
     bound = compression_bound(n, train_errors / n, 2 * grid, s.delta)
+    # The bound is flat near its minimum, so the grid's steps alone can move the choice by
+    # several percent of the size: a second pass scores the sizes between the best grid
+    # point's neighbours (every one of them up to MAX_REFINED_SIZES), as one process does.
+    i = int(np.argmin(bound))
+    between = np.arange(grid[max(i - 1, 0)] + 1, grid[min(i + 1, len(grid) - 1)])
+    if rule != "target_size" and between.size:
+        if between.size > MAX_REFINED_SIZES:
+            between = np.unique(np.round(np.linspace(between[0], between[-1], MAX_REFINED_SIZES)).astype(np.int64))
+        more_counts, more_held = scores(between)
+        grid, order = np.concatenate([grid, between]), np.argsort(np.concatenate([grid, between]), kind="stable")
+        grid = grid[order]
+        counts = [(counts + more_counts)[j] for j in order]
+        held = [(held + more_held)[j] for j in order] if holdout else []
+        train_errors = np.array([int(cn.sum() - cn.max(axis=1).sum()) for cn in counts])
+        bound = compression_bound(n, train_errors / n, 2 * grid, s.delta)
     best = int(grid[np.argmin(bound)])        # ties: the smallest net
     curve = {"m": grid, "train_errors": train_errors, "bound": bound}
     chosen = best
@@ -260,7 +286,6 @@ def _ksu_merge(settings: CondenseSettings, blocks, labels, classes, n: int, offs
     elif rule == "bound":
         warn_vacuous(bound, best, n)
     else:
-        held = [np.sum([sc[1][j] for sc in scored], axis=0) for j in range(len(grid))]
         n_held = int(held[0].sum())
         # Cells labelled by their training rows only: held-out rows do not vote on themselves.
         valid_errors = np.array([int(h.sum() - h[np.arange(len(h)), np.argmax(cn - h, axis=1)].sum())
