@@ -162,8 +162,15 @@ def _ksu_partition(Xb, yb, classes, limit: int, seed: int, holdout: float, setti
                           Xw.astype(np.float64).sum(axis=0))
 
 
-#: Most sizes the KSU merge's second scoring pass adds between the best grid size's neighbours.
-MAX_REFINED_SIZES = 64
+#: Most sizes the KSU merge's second scoring pass adds near the bound's best grid sizes.
+MAX_REFINED_SIZES = 256
+#: Grid sizes whose bound is within this relative slack of the lowest are refined.
+REFINE_SLACK = 0.05
+
+
+def _add_counts(a, b):
+    """Element-wise sum of two partitions' (all rows, held-out rows) prefix counts."""
+    return [x + y for x, y in zip(a[0], b[0])], [x + y for x, y in zip(a[1], b[1])]
 
 
 def prefix_grid(m: int, ratio: float = 1.05) -> np.ndarray:
@@ -215,7 +222,7 @@ def _ksu_merge(settings: CondenseSettings, blocks, labels, classes, n: int, offs
     ``n`` rows (cells labelled by their majority) for the bound, and, for
     ``selection="validation"``/``"auto"``, its held-out error on the rows each partition
     held out (cells labelled by the training rows only); a second, shorter pass scores the
-    sizes between the bound's best grid size and its neighbours. The size is chosen as
+    sizes next to the grid sizes whose bound is near the lowest. The size is chosen as
     :func:`~nnkd.condense.ksu.ksu_condense` chooses it, with the bound of all ``n`` rows.
     """
     import dask
@@ -253,21 +260,27 @@ def _ksu_merge(settings: CondenseSettings, blocks, labels, classes, n: int, offs
     score = dask.delayed(_score_prefixes, pure=True)
 
     def scores(sizes):
-        """Summed class counts (all rows, held-out rows) of the prefixes of ``sizes``: one pass."""
-        scored = dask.compute(*[score(b, lab, classes, shared_rows, sizes, int(seed), holdout, s, metric)
-                                for b, lab, seed in zip(blocks, labels, seeds)])
-        return ([np.sum([sc[0][j] for sc in scored], axis=0) for j in range(len(sizes))],
-                [np.sum([sc[1][j] for sc in scored], axis=0) for j in range(len(sizes))] if holdout else [])
+        """Summed class counts (all rows, held-out rows) of the prefixes of ``sizes``: one pass,
+        the partitions' counts added pairwise on the workers, so only the sum reaches here."""
+        level = [score(b, lab, classes, shared_rows, sizes, int(seed), holdout, s, metric)
+                 for b, lab, seed in zip(blocks, labels, seeds)]
+        add = dask.delayed(_add_counts, pure=True)
+        while len(level) > 1:
+            level = [add(level[j], level[j + 1]) if j + 1 < len(level) else level[j]
+                     for j in range(0, len(level), 2)]
+        return dask.compute(level[0])[0]
 
     grid = prefix_grid(len(merged))
     counts, held = scores(grid)
     train_errors = np.array([int(cn.sum() - cn.max(axis=1).sum()) for cn in counts])
     bound = compression_bound(n, train_errors / n, 2 * grid, s.delta)
-    # The bound is flat near its minimum, so the grid's steps alone can move the choice by
-    # several percent of the size: a second pass scores the sizes between the best grid
-    # point's neighbours (every one of them up to MAX_REFINED_SIZES), as one process does.
-    i = int(np.argmin(bound))
-    between = np.arange(grid[max(i - 1, 0)] + 1, grid[min(i + 1, len(grid) - 1)])
+    # The training errors are not monotone in the size and the bound is flat near its
+    # minimum, so the grid's steps alone can move the choice: a second pass scores every size
+    # between the neighbours of each grid size whose bound is within REFINE_SLACK of the
+    # lowest (at most MAX_REFINED_SIZES of them), as one process scores every size.
+    near = np.flatnonzero(bound <= bound.min() * (1 + REFINE_SLACK))
+    between = np.setdiff1d(np.concatenate([np.arange(grid[max(i - 1, 0)] + 1, grid[min(i + 1, len(grid) - 1)])
+                                           for i in near]), grid)
     if rule != "target_size" and between.size:
         if between.size > MAX_REFINED_SIZES:
             between = np.unique(np.round(np.linspace(between[0], between[-1], MAX_REFINED_SIZES)).astype(np.int64))
