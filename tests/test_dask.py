@@ -305,7 +305,8 @@ def test_projection_distiller_streams_the_partitions(on_cluster, request):
     student = dist.to_student()
     # Which rows were held out, drawn again from the partitions' seeds, as the stream does.
     stream_seed = np.random.default_rng(dist._seed).integers(0, 2**31 - 1, size=len(Xd.chunks[0]))
-    train = np.concatenate([_assignment(m, int(s), dist.validation_fraction) for m, s in zip(Xd.chunks[0], stream_seed)])
+    train = np.concatenate([_assignment(m, int(s), dist.validation_fraction)
+                            for m, s in zip(Xd.chunks[0], stream_seed)])
     held = ~train
     assert 0 < held.sum() < len(X)
     # The bound counts every held-out row, and its errors (NumPy).

@@ -283,7 +283,7 @@ def _ksu_merge(settings: CondenseSettings, blocks, labels, classes, n: int, offs
                                            for i in near]), grid)
     if rule != "target_size" and between.size:
         if between.size > MAX_REFINED_SIZES:
-            between = np.unique(np.round(np.linspace(between[0], between[-1], MAX_REFINED_SIZES)).astype(np.int64))
+            between = between[np.unique(np.round(np.linspace(0, between.size - 1, MAX_REFINED_SIZES)).astype(np.int64))]
         more_counts, more_held = scores(between)
         grid, order = np.concatenate([grid, between]), np.argsort(np.concatenate([grid, between]), kind="stable")
         grid = grid[order]
