@@ -270,27 +270,32 @@ def _ksu_merge(settings: CondenseSettings, blocks, labels, classes, n: int, offs
                      for j in range(0, len(level), 2)]
         return dask.compute(level[0])[0]
 
+    def bound_curve(sizes, counts):
+        """Training errors (cells labelled by their majority) and the bound of each size."""
+        errors = np.array([int(cn.sum() - cn.max(axis=1).sum()) for cn in counts])
+        return errors, compression_bound(n, errors / n, 2 * sizes, s.delta)
+
     grid = prefix_grid(len(merged))
     counts, held = scores(grid)
-    train_errors = np.array([int(cn.sum() - cn.max(axis=1).sum()) for cn in counts])
-    bound = compression_bound(n, train_errors / n, 2 * grid, s.delta)
+    train_errors, bound = bound_curve(grid, counts)
     # The training errors are not monotone in the size and the bound is flat near its
     # minimum, so the grid's steps alone can move the choice: a second pass scores every size
     # between the neighbours of each grid size whose bound is within REFINE_SLACK of the
     # lowest (at most MAX_REFINED_SIZES of them), as one process scores every size.
-    near = np.flatnonzero(bound <= bound.min() * (1 + REFINE_SLACK))
+    # (Nothing to refine where every size's bound is infinite.)
+    near = np.flatnonzero(bound <= bound.min() * (1 + REFINE_SLACK)) if np.isfinite(bound.min()) else []
     between = np.setdiff1d(np.concatenate([np.arange(grid[max(i - 1, 0)] + 1, grid[min(i + 1, len(grid) - 1)])
-                                           for i in near]), grid)
+                                           for i in near] + [np.empty(0, dtype=np.int64)]), grid)
     if rule != "target_size" and between.size:
         if between.size > MAX_REFINED_SIZES:
-            between = between[np.unique(np.round(np.linspace(0, between.size - 1, MAX_REFINED_SIZES)).astype(np.int64))]
+            keep = np.unique(np.round(np.linspace(0, between.size - 1, MAX_REFINED_SIZES)).astype(np.int64))
+            between = between[keep]
         more_counts, more_held = scores(between)
-        grid, order = np.concatenate([grid, between]), np.argsort(np.concatenate([grid, between]), kind="stable")
-        grid = grid[order]
-        counts = [(counts + more_counts)[j] for j in order]
-        held = [(held + more_held)[j] for j in order] if holdout else []
-        train_errors = np.array([int(cn.sum() - cn.max(axis=1).sum()) for cn in counts])
-        bound = compression_bound(n, train_errors / n, 2 * grid, s.delta)
+        grid, all_counts, all_held = np.concatenate([grid, between]), counts + more_counts, held + more_held
+        order = np.argsort(grid, kind="stable")
+        grid, counts = grid[order], [all_counts[j] for j in order]
+        held = [all_held[j] for j in order] if holdout else []
+        train_errors, bound = bound_curve(grid, counts)
     best = int(grid[np.argmin(bound)])        # ties: the smallest net
     curve = {"m": grid, "train_errors": train_errors, "bound": bound}
     chosen = best
