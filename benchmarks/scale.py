@@ -328,7 +328,8 @@ def run_cli(args: list[str]) -> tuple[float, dict[str, Any]]:
 
 
 def bench_cli(work: Path, sizes: list[int], methods: list[str], Xt: np.ndarray, yt: np.ndarray,
-              std: float, cap: int) -> list[dict[str, Any]]:
+              std: float, cap: int, on_row=None) -> list[dict[str, Any]]:
+    """The CLI rows; ``on_row(rows)`` after each one, so a run of hours keeps what it measured."""
     from nnkd.student import load_student
 
     rows = []
@@ -359,6 +360,8 @@ def bench_cli(work: Path, sizes: list[int], methods: list[str], Xt: np.ndarray, 
                          "predict_memory": {k: v for k, v in pred_mem.items() if k != "stdout"}})
             log(f"  condense {fit_s:.1f} s, predict {pred_s:.1f} s, test acc {rows[-1]['test_accuracy']:.4f}")
             preds.unlink()
+            if on_row is not None:
+                on_row(rows)
     return rows
 
 
@@ -476,6 +479,13 @@ def main(argv: list[str] | None = None) -> int:
         results = {}                       # another mixture: earlier sections no longer compare
     meta = results.setdefault("meta", {"std": args.std, "runs": {}})
     Xt, yt = test_rows(args.std)
+
+    def save(section: str) -> None:
+        meta["runs"][section] = machine_meta(args.threads)
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(json_safe(results), indent=2) + "\n")
+        (args.out_dir / f"{RESULTS}.md").write_text(render(results))
+
     for section in sections:
         if section == "threads":
             Xp, yp = mixture_files(args.work_dir, args.rows, args.std)
@@ -492,12 +502,13 @@ def main(argv: list[str] | None = None) -> int:
             sizes = [int(r) for r in args.cli_rows.split(",")]
             kept = [r for r in results.get("cli", []) if (r["method"], r["rows"]) not in
                     {(m, n) for m in methods for n in sizes}]
+
+            def keep(rows: list[dict[str, Any]]) -> None:
+                results["cli"] = kept + rows
+                save("cli")
             results["cli"] = kept + bench_cli(args.work_dir, sizes, methods, Xt, yt,
-                                       args.std, args.max_prototypes)
-        meta["runs"][section] = machine_meta(args.threads)
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        out_json.write_text(json.dumps(json_safe(results), indent=2) + "\n")
-        (args.out_dir / f"{RESULTS}.md").write_text(render(results))
+                                       args.std, args.max_prototypes, on_row=keep)
+        save(section)
         log(f"wrote {out_json} and {RESULTS}.md")
     return 0
 
