@@ -26,8 +26,6 @@ for _var in BLAS_THREAD_VARS:
     os.environ.setdefault(_var, "1")
 os.environ["NUMBA_NUM_THREADS"] = str(_THREADS)
 
-import datetime as _dt
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -134,6 +132,20 @@ class Dataset:
                 "n_test": int(self.X_test.shape[0]), "n_features": int(self.X_train.shape[1]),
                 "n_classes": int(np.unique(self.y_train).size),
                 "standardized": self.spec.standardize, "split": self.spec.describe()}
+
+
+def check_data(names: list[str], data_dir: Path) -> list[str]:
+    """``names``, once each is known and its file is present; otherwise one line (``SystemExit``)
+    that names the folder and what to do, before any work starts."""
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        raise SystemExit(f"unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
+    missing = [n for n in names if n not in SKLEARN_DATASETS and not (Path(data_dir) / f"{n}.npz").is_file()]
+    if missing:
+        raise SystemExit(f"{data_dir}: {', '.join(n + '.npz' for n in missing)} not found. This benchmark reads the "
+                         "project's shared datasets (benchmarks/README.md says which and where they come from): "
+                         f"pass --data-dir DIR, or --datasets {','.join(SKLEARN_DATASETS)} (bundled with scikit-learn).")
+    return list(names)
 
 
 def load_dataset(spec: DatasetSpec, data_dir: Path) -> Dataset:
@@ -265,16 +277,13 @@ def json_safe(value: Any) -> Any:
 
 
 def machine_meta(threads: int) -> dict[str, Any]:
-    """Date, machine, nnkd's library versions and the thread settings of this run."""
+    """``nnkd.bench.provenance()`` (date, machine, versions; the one provenance record of
+    ``nnkd bench`` and these scripts) plus this run's thread settings and arguments."""
     import numba
 
-    return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(),
-                    "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
-        "versions": dict(nnkd.show_config(print_out=False)),
-        "threads": {"threads": threads, "n_jobs": threads, "numba_get_num_threads": numba.get_num_threads(),
-                    **{var: os.environ.get(var) for var in (*BLAS_THREAD_VARS, "NUMBA_NUM_THREADS")}},
-        "argv": sys.argv[1:],
-    }
+    from nnkd.bench import provenance
+
+    return {**provenance(),
+            "threads": {"threads": threads, "n_jobs": threads, "numba_get_num_threads": numba.get_num_threads(),
+                        **{var: os.environ.get(var) for var in (*BLAS_THREAD_VARS, "NUMBA_NUM_THREADS")}},
+            "argv": sys.argv[1:]}

@@ -57,7 +57,7 @@ from typing import Any
 
 from _common import (
     REPO_ROOT,  # noqa: I001 - must come before numpy: it pins thread counts
-    DATASETS, DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, DEFAULT_THREADS, Dataset, fmt,
+    DATASETS, DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, DEFAULT_THREADS, Dataset, check_data, fmt,
     json_safe, load_dataset, log, machine_meta, markdown_table, pct, time_call)
 import numpy as np
 
@@ -493,20 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def choose_datasets(args: argparse.Namespace) -> list[str]:
-    """Datasets to run, in table order; only digits when the data folder is missing."""
+    """Datasets to run, in table order (each checked before any work starts)."""
     names = list(DATASETS) if args.datasets is None else [s.strip() for s in args.datasets.split(",") if s.strip()]
-    unknown = [n for n in names if n not in DATASETS]
-    if unknown:
-        raise SystemExit(f"unknown dataset(s): {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
-    if args.quick:
-        names = [n for n in names if n not in SLOW_DATASETS]
-    if not args.data_dir.is_dir():
-        log(f"data folder {args.data_dir} not found (see --data-dir): running only scikit-learn's digits")
-        return ["digits"] if "digits" in names or args.datasets is None else []
-    missing = [n for n in names if n != "digits" and not (args.data_dir / f"{n}.npz").is_file()]
-    for n in missing:
-        log(f"{args.data_dir / (n + '.npz')} not found: skipping {n}")
-    return [n for n in names if n not in missing]
+    check_data(names, args.data_dir)
+    return [n for n in names if not (args.quick and n in SLOW_DATASETS)]
 
 
 def main(argv: list[str] | None = None) -> int:

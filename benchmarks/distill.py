@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from _common import (
     DATASETS,
+    check_data,
     DEFAULT_DATA_DIR,
     DEFAULT_OUT_DIR,
     DEFAULT_TEACHER,
@@ -246,9 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in [n for n in args.datasets.split(",") if n]:
-        if name not in DATASETS:
-            parser.error(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    for name in check_data([n for n in args.datasets.split(",") if n], Path(args.data_dir)):
         data = load_dataset(DATASETS[name], Path(args.data_dir))
         log(f"{name}: {data.X_train.shape}")
         rows += bench_dataset(data, args.threads)

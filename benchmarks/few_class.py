@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from _common import (
     DATASETS,
+    check_data,
     DEFAULT_DATA_DIR,
     DEFAULT_OUT_DIR,
     DEFAULT_THREADS,
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--active-budget-kb", type=float, default=2.0)
     parser.add_argument("--active-epochs", type=int, default=60)
     args = parser.parse_args(argv)
+    check_data([args.dataset], Path(args.data_dir))
     import torch
     torch.set_num_threads(args.threads)
     data = load_dataset(DATASETS[args.dataset], Path(args.data_dir))

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from _common import (
     DATASETS,
+    check_data,
     DEFAULT_DATA_DIR,
     DEFAULT_OUT_DIR,
     DEFAULT_THREADS,
@@ -364,16 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simd-python", default=None,
                         help="python of a virtualenv with nmslib built from source (adds the SIMD table)")
     args = parser.parse_args(argv)
-    names = [n for n in args.datasets.split(",") if n]
-    unknown = [n for n in names if n not in DATASETS]
-    if unknown:
-        raise SystemExit(f"unknown dataset(s) {unknown}; choose from {sorted(DATASETS)}")
-    if not args.data_dir.is_dir():
-        log(f"{args.data_dir} not found: skipping the real datasets")
-        names = []
+    names = check_data([n for n in args.datasets.split(",") if n], args.data_dir)
     meta = {**machine_meta(args.threads), "repeats": args.repeats}
     import faiss
-    import nmslib  # noqa: F401 - recorded in the versions below
+
+    from nnkd.index._nmslib import _import_nmslib
+    _import_nmslib()                         # recorded in the versions below (without its build banner)
     meta["versions"]["faiss"] = faiss.__version__
     rows: list[dict[str, Any]] = []
     for name in names:

@@ -31,7 +31,7 @@ from typing import Any
 
 from _common import (
     DATASETS,  # noqa: I001 - must come before numpy: it pins thread counts
-    DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, DEFAULT_THREADS, json_safe, load_dataset, log, machine_meta,
+    DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, DEFAULT_THREADS, check_data, json_safe, load_dataset, log, machine_meta,
     markdown_table, pct)
 
 import numpy as np
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         parser.error(f"{bad}: the start rule is chosen on the tuning group only ({', '.join(TUNING_GROUP)})")
     rows: list[dict[str, Any]] = []
-    for name in filter(None, args.datasets.split(",")):
+    for name in check_data(list(filter(None, args.datasets.split(","))), args.data_dir):
         ds = load_dataset(DATASETS[name], args.data_dir)
         n = len(ds.X_train)
         rows += measure(name, ds.X_train, ds.y_train, ds.X_test, ds.y_test,

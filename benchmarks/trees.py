@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from _common import (
     DATASETS,
+    check_data,
     DEFAULT_DATA_DIR,
     DEFAULT_OUT_DIR,
     DEFAULT_TEACHER,
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     free_sets = {n for n in args.free_datasets.split(",") if n}
     results = []
-    for name in [n for n in args.datasets.split(",") if n]:
+    for name in check_data([n for n in args.datasets.split(",") if n], Path(args.data_dir)):
         data = load_dataset(DATASETS[name], Path(args.data_dir))
         log(f"{name}: {data.X_train.shape} train, {data.X_test.shape[0]} test")
         start = time.perf_counter()

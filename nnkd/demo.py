@@ -103,6 +103,17 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def summary_table(report: dict) -> str:
+    """The demo's rows without their timings, as a Markdown table: what the README shows (the
+    suite checks it against the committed run in ``benchmarks/results/demo/demo.json``)."""
+    lines = ["| model | test acc % | fidelity | prototypes | size kB | bound |", "|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        protos = "-" if r["prototypes"] is None else str(r["prototypes"])
+        lines.append(f"| {r['model']} | {100 * r['accuracy']:.2f} | {r['fidelity']:.3f} | {protos} | "
+                     f"{r['size_kb']:.1f} | {_bound(r)} |")
+    return "\n".join(lines)
+
+
 def _bound(row: dict) -> str:
     """``"held-out 0.081"``, ``"compression vacuous"`` (>= 1: certifies nothing) or ``"-"``."""
     if row.get("bound") is None:

@@ -272,3 +272,42 @@ def test_exact_search_is_the_same_at_every_thread_count(n_jobs, seed):
     many = make_index("exact", n_jobs=n_jobs).fit(X).query(Q, 7)
     assert_array_equal(one[1], many[1])
     assert_array_equal(one[0], many[0])
+
+
+# --------------------------------------------------------------------------- third-party noise
+
+def test_faiss_small_training_sets_warn_once_and_print_nothing(capfd):
+    """FAISS prints a C-level line per under-trained k-means (one per PQ sub-quantizer); nnkd
+    lowers the threshold at the source and says it once, as a Python warning."""
+    X = np.random.default_rng(0).normal(size=(1500, 16)).astype(np.float32)
+    capfd.readouterr()
+    with pytest.warns(UserWarning, match="FAISS suggests at least 39 per centroid") as record:
+        index = make_index("faiss:OPQ8,IVF64,PQ8").fit(X)
+    assert len([w for w in record if "FAISS suggests" in str(w.message)]) == 1
+    assert "OPQ (256 centroids)" in str(record[0].message) and "IVF (64 centroids)" in str(record[0].message)
+    out, err = capfd.readouterr()
+    assert "WARNING clustering" not in out + err, err
+    exact = make_index("exact").fit(X)
+    assert_array_equal(index.query(X[:5], 1)[1], exact.query(X[:5], 1)[1])   # re-ranked: itself first
+
+
+def test_nmslib_build_banner_is_held_back_and_other_stderr_passes(capfd):
+    from nnkd.index._nmslib import _without_banner
+
+    with _without_banner():
+        import os
+
+        os.write(2, b"Your CPU supports instructions that this binary was not compiled to use: AVX2\n"
+                    b"For maximum performance, you can install NMSLIB from sources \n"
+                    b"pip install --no-binary :all: nmslib\nsomething else\n")
+    assert capfd.readouterr().err == "something else\n"
+
+
+def test_importing_nmslib_through_nnkd_prints_no_banner():
+    import subprocess
+    import sys
+
+    code = "from nnkd.index import make_index; import numpy as np; make_index('nmslib:hnsw').fit(np.eye(8, dtype='f4'))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Your CPU supports" not in proc.stderr + proc.stdout and "--no-binary" not in proc.stderr + proc.stdout

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,8 @@ from nnkd.serve import (
     plan_batching,
     run_loadtest,
 )
-from nnkd.serve._metrics import Registry
-from nnkd.serve._requests import RequestError, decode_json
+from nnkd.serve._metrics import ServerMetrics
+from nnkd.serve._requests import RequestError, decode_json, parse_instances
 from nnkd.student import PrototypeStudent, Student, load_student
 
 N_FEATURES = 8
@@ -141,7 +142,8 @@ _BAD_BODIES = {
     "NaN": (b'{"instances": [[NaN' + b", 0" * (N_FEATURES - 1) + b"]]}", 422, "instances[0][0] is NaN"),
     "infinity": (b'{"instances": [[0, -Infinity' + b", 0" * (N_FEATURES - 2) + b"]]}", 422,
                  "instances[0][1] is infinite"),
-    "float32 overflow": ({"instances": [[1e39] + _GOOD_ROW[1:]]}, 422, "outside the float32 range"),
+    "float32 overflow": ({"instances": [[1e39] + _GOOD_ROW[1:]]}, 422,
+                         "instances[0][0] is 1e+39, outside the float32 range"),
     "huge integer": (b'{"instances": [[' + b"1" * 400 + b", 0" * (N_FEATURES - 1) + b"]]}", 422, "too large"),
     "string value": ({"instances": [_GOOD_ROW, ["1"] + _GOOD_ROW[1:]]}, 422, "instances[1][0] is a string"),
     "boolean value": ({"instances": [[True] + _GOOD_ROW[1:]]}, 422, "instances[0][0] is a boolean"),
@@ -163,6 +165,15 @@ _BAD_BODIES = {
     "empty body": (b"", 400, "the request body is empty"),
     "body over the limit": (b'{"instances": [' + b" " * MAX_BODY + b"]}", 413, f"the limit is {MAX_BODY} bytes"),
 }
+
+
+def test_values_beyond_float32_are_refused_without_a_numpy_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # the server log once showed "overflow encountered in cast"
+        with pytest.raises(RequestError, match=r"instances\[0\]\[1\] is -1e\+39, outside the float32 range"):
+            parse_instances([[0.5, -1e39]], 2, 10)
 
 
 @pytest.mark.parametrize("case", list(_BAD_BODIES))
@@ -252,23 +263,68 @@ def test_metrics_parse_as_prometheus_text(server):
     assert fams["nnkd_batch_max_rows"].samples[0].value >= 1
 
 
-def test_metrics_text_exact():
-    reg = Registry()
-    c = reg.counter("x_requests", 'Help with "quotes" and \\ backslash.', ("path",))
-    c.inc('a"b\n')
-    h = reg.histogram("x_seconds", "Latency.", buckets=(0.1, 1.0))
-    for v in (0.05, 0.1, 0.5, 3.0):
-        h.observe(v)
-    reg.gauge("x_in_flight", "In flight.").set(2)
-    text = reg.expose()
-    assert 'x_requests_total{path="a\\"b\\n"} 1' in text
-    assert 'x_seconds_bucket{le="0.1"} 2\nx_seconds_bucket{le="1"} 3\nx_seconds_bucket{le="+Inf"} 4' in text
-    assert "x_seconds_sum 3.65\nx_seconds_count 4" in text
-    fams = {f.name: f for f in prometheus_parser.text_string_to_metric_families(text)}
-    assert fams["x_requests"].samples[0].labels == {"path": 'a"b\n'}
-    assert fams["x_in_flight"].samples[0].value == 2
-    with pytest.raises(ValueError, match="already registered"):
-        reg.counter("x_requests", "again")
+def test_metrics_are_prometheus_clients_with_process_metrics(server):
+    fams = _families(server)
+    # prometheus_client's own collectors: what every dashboard expects next to nnkd's.
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds", "process_open_fds", "python_info"):
+        assert name in fams, name
+    assert fams["process_resident_memory_bytes"].samples[0].value > 1e6
+    # OpenMetrics on request, parsed by the client's own OpenMetrics parser.
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+
+    r = httpx.get(f"{server}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/openmetrics-text")
+    assert r.text.endswith("# EOF\n")
+    assert "nnkd_requests" in {f.name for f in openmetrics_families(r.text)}
+
+
+def test_server_metrics_count_what_they_are_told():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = ServerMetrics()
+    metrics.requests.labels("/v1/predict", "200").inc(3)
+    for v in (0.0004, 0.05, 3.0):
+        metrics.latency.labels("/v1/predict").observe(v)
+    body, content_type = metrics.expose()
+    assert content_type.startswith("text/plain; version=0.0.4")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+    assert samples[("nnkd_requests_total", (("code", "200"), ("endpoint", "/v1/predict")))] == 3
+    assert samples[("nnkd_request_duration_seconds_bucket", (("endpoint", "/v1/predict"), ("le", "0.0005")))] == 1
+    assert samples[("nnkd_request_duration_seconds_bucket", (("endpoint", "/v1/predict"), ("le", "0.05")))] == 2
+    assert samples[("nnkd_request_duration_seconds_count", (("endpoint", "/v1/predict"),))] == 3
+    # Each instance has its own registry: a second one starts from zero.
+    other = {s.name: s.value for f in text_string_to_metric_families(ServerMetrics().expose()[0].decode())
+             for s in f.samples if s.name == "nnkd_requests_total"}
+    assert other == {}
+
+
+def test_workers_report_every_request_between_them(student_dir):
+    """With --workers 2 the request counters of any worker's /metrics, summed, equal the
+    requests sent (prometheus_client's multiprocess mode), and both workers report."""
+    proc, url = _start_server(student_dir, "--workers", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:               # the second worker may start later
+            pids = {s.labels["pid"] for s in _families(url)["nnkd_batch_max_rows"].samples}
+            if len(pids) == 2:
+                break
+            time.sleep(0.2)
+        assert len(pids) == 2, pids
+        report = run_loadtest(url, rate=100, duration_s=2.0, seed=3)
+        assert report.sent > 100 and report.ok == report.sent
+
+        def answered() -> float:
+            return sum(s.value for s in _families(url)["nnkd_requests"].samples
+                       if s.name == "nnkd_requests_total" and s.labels["endpoint"] == "/v1/predict")
+
+        deadline = time.monotonic() + 5                  # the last responses' counts land just after them
+        while answered() != report.sent and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(3):                               # whichever worker answers the scrape
+            assert answered() == report.sent
+    finally:
+        _stop(proc)
 
 
 # --------------------------------------------------------------------------- load generator
@@ -515,7 +571,10 @@ def test_a_failing_prediction_is_a_json_500_and_serving_goes_on(student_dir, ora
     failed, ok, metrics = asyncio.run(scenario())
     assert failed.status_code == 500 and failed.json() == {"error": "internal server error (see the server log)."}
     assert ok.status_code == 200 and ok.json()["label"] == oracle.predict(X).tolist()
-    assert 'nnkd_request_errors_total{endpoint="/v1/predict",code="500"} 1' in metrics
+    errors = {(s.labels["endpoint"], s.labels["code"]): s.value
+              for f in prometheus_parser.text_string_to_metric_families(metrics) for s in f.samples
+              if s.name == "nnkd_request_errors_total"}
+    assert errors == {("/v1/predict", "500"): 1}
 
 
 def test_teacher_space_student_says_it_takes_embeddings():

@@ -12,7 +12,7 @@ from nnkd.bench.data import (
 )
 from nnkd.bench.metrics import latency_percentiles, pareto_frontier, recall_at_k
 from nnkd.bench.report import write_report
-from nnkd.bench.runner import load_grid, read_results, run_grid
+from nnkd.bench.runner import load_grid, provenance, read_results, run_grid
 
 __all__ = ["BenchDataset", "convert_to_hdf5", "ensure_ground_truth", "latency_percentiles", "load_bench_dataset",
-           "load_grid", "pareto_frontier", "read_results", "recall_at_k", "run_grid", "write_report"]
+           "load_grid", "pareto_frontier", "provenance", "read_results", "recall_at_k", "run_grid", "write_report"]

@@ -52,7 +52,7 @@ def _plot_frontiers(rows, x, y, path: Path, xlabel: str, ylabel: str, title: str
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)          # two lines: the full title fits the figure's width
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -69,8 +69,10 @@ def write_report(out_dir) -> list[Path]:
         raise ValueError(f"{out_dir / 'results.jsonl'} has no results; run `nnkd bench ann|knn|condense` first.")
     written, lines = [], ["# nnkd bench summary", ""]
     datasets = sorted({r["dataset"] for r in rows})
-    lines.append(f"Dataset(s): {', '.join(datasets)}. Machine: {rows[-1]['machine']['platform']}, "
-                 f"{rows[-1]['machine']['cpus']} CPUs; nnkd {rows[-1]['versions'].get('nnkd')}.")
+    machine = rows[-1]["machine"]
+    cpus = machine.get("cpu_count", machine.get("cpus"))          # older rows call it "cpus"
+    lines.append(f"Dataset(s): {', '.join(datasets)}. Machine: {machine['platform']}, "
+                 f"{cpus} CPUs; nnkd {rows[-1]['versions'].get('nnkd')}.")
     lines.append("")
     for kind, x, y, xlabel, ylabel, name in (
             ("ann", "recall", "qps", "recall@k", "queries per second", "pareto.png"),
@@ -80,7 +82,7 @@ def write_report(out_dir) -> list[Path]:
             continue
         first = search[0]
         _plot_frontiers(search, x, y, out_dir / name, xlabel, ylabel,
-                        f"{first['dataset']}: {ylabel} vs {xlabel} (k={first['k']}, "
+                        f"{first['dataset']}: {ylabel} vs {xlabel}\n(k={first['k']}, "
                         f"{'batch' if first['batch'] else 'single queries'}, {first['threads']} thread(s))")
         written.append(out_dir / name)
         heading = (f"## {'Search' if kind == 'ann' else 'k-NN classification'} ({first['dataset']}, "

@@ -102,12 +102,15 @@ def read_results(out_dir) -> list[dict]:
 
 
 def provenance() -> dict:
-    """Machine and library versions recorded with every row."""
+    """When, where and with what a result was measured: ``date`` (UTC, ISO 8601), ``machine``
+    (platform, processor, CPU count, CPUs this process may use) and ``versions`` (nnkd's
+    libraries). Every ``nnkd bench`` row and every ``benchmarks/*.py`` report records it."""
     from nnkd._config import show_config
 
-    return {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "processor": platform.processor() or platform.machine()},
+    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                        "cpu_count": os.cpu_count(),
+                        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
             "versions": {k: v for k, v in show_config(print_out=False).items() if k != "platform"}}
 
 

@@ -104,8 +104,8 @@ class DataImpressions:
     target_agreement_ : float
         Share of impressions the teacher assigns to their target's most probable class. Below
         0.5, :meth:`generate` warns: the optimisation did not reach the targets, and a student
-        fitted to them learns little (on MNIST digits, 11 % agreement left a data-free student
-        at 17 % accuracy; there, 1,000 steps or ``lr=0.2`` did not raise the agreement either).
+        fitted to them learns little (more steps or a larger ``lr`` do not always help; see
+        the data-free rows of ``benchmarks/results/trees.md``).
 
     References
     ----------

@@ -43,6 +43,58 @@ def _unwrap(faiss, index, attr):
     return None
 
 
+#: FAISS's own rule of thumb: k-means wants this many training rows per centroid.
+_ROWS_PER_CENTROID = 39
+
+
+def _clusterings(faiss, index) -> list[tuple[str, int, object]]:
+    """Every k-means the training of ``index`` will run: ``(what, centroids, parameters)``.
+
+    FAISS prints a line to the C stderr per under-trained k-means (one per PQ sub-quantizer:
+    ~1,670 lines for a small benchmark grid); it has no switch for it, but skips it when
+    ``min_points_per_centroid`` is low, so the caller lowers that and warns once instead.
+    """
+    found, keep = [], []
+    node = faiss.downcast_index(index)
+    while node is not None:
+        if isinstance(node, faiss.IndexPreTransform):
+            for i in range(node.chain.size()):
+                transform = faiss.downcast_VectorTransform(node.chain.at(i))
+                if isinstance(transform, faiss.OPQMatrix):
+                    # OPQ trains a PQ of its own; it uses ``transform.pq`` when one is set
+                    # (and overrides its iteration counts, so only the threshold changes).
+                    pq = faiss.ProductQuantizer(transform.d_out, transform.M, 8)
+                    transform.pq = pq
+                    keep.append(pq)
+                    found.append(("OPQ", pq.ksub, pq.cp))
+        ivf = faiss.try_extract_index_ivf(node) if isinstance(node, faiss.IndexIVF) else None
+        if ivf is not None:
+            found.append(("IVF", int(ivf.nlist), ivf.cp))
+        pq = getattr(node, "pq", None)
+        if pq is not None and hasattr(pq, "cp"):
+            found.append(("PQ", int(pq.ksub), pq.cp))
+        inner = (getattr(node, "index", None) or getattr(node, "base_index", None)
+                 or getattr(node, "storage", None))
+        node = faiss.downcast_index(inner) if inner is not None else None
+    index.__dict__.setdefault("_nnkd_keep", []).extend(keep)      # SWIG holds raw pointers
+    return found
+
+
+def _quiet_training(faiss, index, n_rows: int, spec: str) -> None:
+    """Silence FAISS's per-k-means warning at its source and say it once, as a Python warning."""
+    short = []
+    for what, k, params in _clusterings(faiss, index):
+        if n_rows < _ROWS_PER_CENTROID * k:
+            short.append(f"{what} ({k} centroids)")
+        params.min_points_per_centroid = 1
+    if short:
+        import warnings
+
+        warnings.warn(f"{spec}: {n_rows} training rows are few for {', '.join(short)}; FAISS suggests at least "
+                      f"{_ROWS_PER_CENTROID} per centroid (the codebooks may be poor; recall is still measured "
+                      "with true distances).", UserWarning, stacklevel=4)
+
+
 class FaissIndex(Index):
     """A FAISS index built by ``faiss.index_factory(dim, method, metric)``.
 
@@ -107,6 +159,7 @@ class FaissIndex(Index):
         with _omp_threads(faiss, self.n_jobs):
             try:
                 if not index.is_trained:
+                    _quiet_training(faiss, index, X.shape[0], self.spec)
                     index.train(X)
                 index.add(X)
             except RuntimeError as exc:

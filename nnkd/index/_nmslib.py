@@ -10,6 +10,10 @@ the space metric for vptree and the SIMD path for hnsw.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +41,40 @@ _PARAMS = {
 }
 
 
+#: The lines NMSLIB's binary wheels print to the C stderr when the module is first imported.
+_BANNER = ("Your CPU supports instructions that this binary was not compiled to use",
+           "For maximum performance, you can install NMSLIB from sources", "pip install --no-binary :all: nmslib")
+
+
 def _import_nmslib():
-    return import_optional("nmslib", "nmslib", "The nmslib backend")
+    if "nmslib" in sys.modules:
+        return sys.modules["nmslib"]
+    with _without_banner():
+        return import_optional("nmslib", "nmslib", "The nmslib backend")
+
+
+@contextmanager
+def _without_banner():
+    """Hold the C stderr in a file while NMSLIB's module initialises (it prints a build banner
+    there, with no switch to turn it off), then pass on every other line it received."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):               # no usable fd 2: nothing to protect
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode(errors="replace")
+            rest = "".join(line for line in text.splitlines(keepends=True) if not line.startswith(_BANNER))
+            if rest:
+                os.write(2, rest.encode())
 
 
 def _given(params: dict) -> dict:

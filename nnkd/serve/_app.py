@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from nnkd._core.artifacts import import_optional
 from nnkd.serve._batcher import AIMDController, BatchStats, MicroBatcher, NotRunningError, QueueFullError
-from nnkd.serve._metrics import CONTENT_TYPE, ServerMetrics
+from nnkd.serve._metrics import ServerMetrics
 from nnkd.serve._net import is_loopback
 from nnkd.serve._openapi import OPENAPI
 from nnkd.serve._planner import BatchPlan, LatencyProfile
@@ -144,7 +144,7 @@ class _Meter:
     def __init__(self, metrics: ServerMetrics, slo_s: float):
         self.metrics = metrics
         self.slo_s = slo_s
-        self.in_flight = metrics.in_flight.labels()
+        self.in_flight = metrics.in_flight
         self._latency = {e: metrics.latency.labels(e) for e in (*ENDPOINTS, "other")}
         self._slo_misses = {e: metrics.slo_misses.labels(e) for e in ("/v1/predict", "/v1/neighbors")}
         self._counts: dict[tuple[str, int], tuple] = {}
@@ -373,8 +373,7 @@ def create_app(student: Student, plan: BatchPlan, config: ServeConfig, *,
         directly; the batcher starts in the lifespan startup and drains in its shutdown.
     """
     metrics = metrics if metrics is not None else ServerMetrics()
-    batch_size, batch_time, queue_time = (metrics.batch_size.labels(), metrics.batch_time.labels(),
-                                          metrics.queue_time.labels())
+    batch_size, batch_time, queue_time = metrics.batch_size, metrics.batch_time, metrics.queue_time
     controllers: dict[int, AIMDController | None] = {}
 
     def make_batcher(served: Student) -> MicroBatcher:
@@ -433,7 +432,8 @@ def create_app(student: Student, plan: BatchPlan, config: ServeConfig, *,
         return JSONResponse({"status": state["status"]}, status_code=200 if ready else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.expose(), media_type=CONTENT_TYPE)
+        body, content_type = metrics.expose(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
@@ -477,6 +477,7 @@ def create_app(student: Student, plan: BatchPlan, config: ServeConfig, *,
             state["status"] = "draining"
             batcher = serving.batcher
             await batcher.stop()                    # answers every queued request first
+            metrics.close()
             logger.info("stopped after %d batches (%d rows)", batcher.batches, batcher.rows)
 
     meter = _Meter(metrics, config.slo_s)

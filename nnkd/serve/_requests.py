@@ -132,10 +132,11 @@ def parse_instances(value, n_features: int, max_instances: int, *, what: str = "
         i, j = next((i, j) for i, row in enumerate(value) for j, v in enumerate(row)
                     if type(v) is int and not _fits_float(v))
         raise RequestError(422, f"instances[{i}][{j}] is too large; values must be finite float32 numbers.") from None
-    X32 = X.astype(np.float32)
+    with np.errstate(over="ignore"):         # beyond float32 becomes inf here, and is refused below
+        X32 = X.astype(np.float32)
     if not np.isfinite(X32).all():
         i, j = (int(a[0]) for a in np.nonzero(~np.isfinite(X32)))
-        v = X[i, j]
+        v = float(X[i, j])
         problem = "NaN" if math.isnan(v) else ("infinite" if math.isinf(v) else f"{v!r}, outside the float32 range")
         raise RequestError(422, f"instances[{i}][{j}] is {problem}; values must be finite float32 numbers.")
     return X32

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import numpy as np
 
 from nnkd._core.artifacts import import_optional
 from nnkd._core.threads import pin_blas_threads
+from nnkd.serve._metrics import MULTIPROC_ENV
 from nnkd.serve._net import is_loopback
 from nnkd.serve._planner import DEFAULT_MAX_BATCH_CAP, BatchPlan, LatencyProfile, plan_batching, profile_latency
 from nnkd.serve._predictor import StudentPredictor
@@ -176,6 +180,23 @@ def log_to_stderr() -> None:
     logger.setLevel(logging.INFO)
 
 
+@contextmanager
+def _multiprocess_metrics():
+    """A fresh ``PROMETHEUS_MULTIPROC_DIR`` for the workers (spawned processes read it when they
+    import ``prometheus_client``), removed afterwards; a directory the caller set is used as
+    it is (``prometheus_client`` expects it emptied between runs: that is the caller's)."""
+    if os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="nnkd-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def worker_app():
     """App factory of a uvicorn worker process (``--workers > 1``): re-validates the
     student and uses the plan the parent process made."""
@@ -326,11 +347,17 @@ def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms
     common = {"host": host, "port": port, "log_level": log_level, "access_log": False, "lifespan": "on",
               "timeout_graceful_shutdown": None, "proxy_headers": False, "server_header": False, "date_header": False}
     protocol = _guarded_protocol(header_timeout_s)
-    if protocol is not None:
+    if protocol is not None and workers == 1:
         common["http"] = protocol
+    elif protocol is not None:
+        # uvicorn pickles its config to spawn workers, and the guarded protocol is a class
+        # made per call; the workers run uvicorn's own httptools protocol.
+        logger.warning("--workers %d: the --header-timeout deadline applies to one worker only; the workers use "
+                       "uvicorn's own header handling", workers)
     if workers == 1:
         app = build_app(student, prepared)
         _graceful_server(uvicorn, uvicorn.Config(app, **common), app).run()
     else:
         os.environ[_ENV_CONFIG] = json.dumps(asdict(prepared))
-        uvicorn.run("nnkd.serve._server:worker_app", factory=True, workers=workers, **common)
+        with _multiprocess_metrics():
+            uvicorn.run("nnkd.serve._server:worker_app", factory=True, workers=workers, **common)
