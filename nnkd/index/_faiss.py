@@ -32,15 +32,18 @@ def _omp_threads(faiss, n_jobs):
     return library_threads(faiss.omp_get_max_threads, faiss.omp_set_num_threads, n_jobs)
 
 
+def _chain(faiss, index):
+    """``index`` and the indexes it wraps (pre-transform, refine, HNSW storage), outermost first."""
+    node = faiss.downcast_index(index)
+    while node is not None:
+        yield node
+        inner = getattr(node, "index", None) or getattr(node, "base_index", None) or getattr(node, "storage", None)
+        node = faiss.downcast_index(inner) if inner is not None else None
+
+
 def _unwrap(faiss, index, attr):
-    """The first index in the wrapper chain (pre-transform, refine) that has ``attr``."""
-    index = faiss.downcast_index(index)
-    while index is not None:
-        if hasattr(index, attr):
-            return index
-        inner = getattr(index, "index", None) or getattr(index, "base_index", None)
-        index = faiss.downcast_index(inner) if inner is not None else None
-    return None
+    """The first index in the wrapper chain that has ``attr``."""
+    return next((node for node in _chain(faiss, index) if hasattr(node, attr)), None)
 
 
 #: FAISS's own rule of thumb: k-means wants this many training rows per centroid.
@@ -50,13 +53,12 @@ _ROWS_PER_CENTROID = 39
 def _clusterings(faiss, index) -> list[tuple[str, int, object]]:
     """Every k-means the training of ``index`` will run: ``(what, centroids, parameters)``.
 
-    FAISS prints a line to the C stderr per under-trained k-means (one per PQ sub-quantizer:
-    ~1,670 lines for a small benchmark grid); it has no switch for it, but skips it when
+    FAISS prints a line to the C stderr per under-trained k-means (one per PQ sub-quantizer,
+    so thousands over a benchmark grid); it has no switch for it, but skips it when
     ``min_points_per_centroid`` is low, so the caller lowers that and warns once instead.
     """
     found, keep = [], []
-    node = faiss.downcast_index(index)
-    while node is not None:
+    for node in _chain(faiss, index):
         if isinstance(node, faiss.IndexPreTransform):
             for i in range(node.chain.size()):
                 transform = faiss.downcast_VectorTransform(node.chain.at(i))
@@ -73,9 +75,6 @@ def _clusterings(faiss, index) -> list[tuple[str, int, object]]:
         pq = getattr(node, "pq", None)
         if pq is not None and hasattr(pq, "cp"):
             found.append(("PQ", int(pq.ksub), pq.cp))
-        inner = (getattr(node, "index", None) or getattr(node, "base_index", None)
-                 or getattr(node, "storage", None))
-        node = faiss.downcast_index(inner) if inner is not None else None
     index.__dict__.setdefault("_nnkd_keep", []).extend(keep)      # SWIG holds raw pointers
     return found
 
@@ -91,8 +90,8 @@ def _quiet_training(faiss, index, n_rows: int, spec: str) -> None:
         import warnings
 
         warnings.warn(f"{spec}: {n_rows} training rows are few for {', '.join(short)}; FAISS suggests at least "
-                      f"{_ROWS_PER_CENTROID} per centroid (the codebooks may be poor; recall is still measured "
-                      "with true distances).", UserWarning, stacklevel=4)
+                      f"{_ROWS_PER_CENTROID} per centroid (the codebooks may be poor: check recall).", UserWarning,
+                      stacklevel=4)
 
 
 class FaissIndex(Index):
