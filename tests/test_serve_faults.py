@@ -118,6 +118,39 @@ def test_stalled_headers_are_disconnected(live):
     assert got.endswith(b"<closed>") and time.monotonic() - start < 5
 
 
+def test_every_worker_disconnects_stalled_headers(tmp_path):
+    """With ``--workers 2`` each worker imports the guarded protocol by name: stalled
+    connections, spread by the kernel over both workers, are all closed at the deadline
+    (uvicorn's own protocol would hold them open)."""
+    directory = _knn().save(tmp_path / "student")
+    proc, url = _start_server(directory, "--workers", "2", "--header-timeout", "1")
+    try:
+        deadline = time.monotonic() + 60
+        pids: set = set()
+        while len(pids) < 2 and time.monotonic() < deadline:    # both workers up
+            text = httpx.get(f"{url}/metrics", timeout=5).text
+            pids = {s.labels["pid"] for f in prometheus_parser.text_string_to_metric_families(text)
+                    if f.name == "nnkd_batch_max_rows" for s in f.samples}
+            time.sleep(0.2)
+        assert len(pids) == 2, pids
+        port = int(url.rsplit(":", 1)[1])
+        results: list = [None] * 8
+        start = time.monotonic()
+
+        def stall(i: int) -> None:
+            results[i] = _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nAcc", 8.0)
+
+        threads = [threading.Thread(target=stall, args=(i,)) for i in range(len(results))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(r is not None and r.endswith(b"<closed>") for r in results), results
+        assert time.monotonic() - start < 4.5
+    finally:
+        _stop(proc)
+
+
 def test_a_stalled_body_is_a_408(live):
     _, _, port = live
     got = _raw(port, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

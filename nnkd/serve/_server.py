@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,9 @@ logger = logging.getLogger("nnkd.serve")
 
 #: Environment variable that hands the prepared configuration to uvicorn's worker processes.
 _ENV_CONFIG = "NNKD_SERVE_CONFIG"
+#: Seconds a connection may take to send a request's headers before it is closed.
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+
 @dataclass
 class PreparedServer:
     """Everything a server process needs, JSON-serialisable (sent to worker processes).
@@ -44,6 +47,9 @@ class PreparedServer:
         Key file the student was verified with (the key itself is never passed on; workers
         read it, or ``NNKD_ARTIFACT_KEY``, themselves).
     body_timeout_s : float
+    trust_native : bool or None
+    header_timeout_s : float
+        Seconds a connection may take to send a request's headers (each worker applies it).
     """
 
     student_dir: str
@@ -57,6 +63,7 @@ class PreparedServer:
     key_file: str | None = None
     body_timeout_s: float = 10.0
     trust_native: bool | None = None
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
 
 
 def limit_threads() -> None:
@@ -203,63 +210,21 @@ def worker_app():
     log_to_stderr()
     limit_threads()
     prepared = PreparedServer(**json.loads(os.environ[_ENV_CONFIG]))
+    _guarded_protocol(prepared.header_timeout_s)     # this worker imports the protocol by name
     return build_app(load_student(prepared.student_dir, key_file=prepared.key_file,
                                   trust_native=prepared.trust_native), prepared)
 
 
-#: Seconds a connection may take to send a request's headers before it is closed.
-DEFAULT_HEADER_TIMEOUT_S = 10.0
-
-
-def _guarded_protocol(header_timeout_s: float):
-    """uvicorn's httptools protocol with a deadline on request headers: a client that opens a
-    connection (or starts a request) and stalls before its headers are complete is
-    disconnected after ``header_timeout_s``, so stalled sockets cannot pile up. ``None`` when
-    httptools is not installed (uvicorn's h11 fallback then runs without the deadline)."""
+def _guarded_protocol(header_timeout_s: float) -> str | None:
+    """The import path of :class:`nnkd.serve._protocol.GuardedHttpTools` (uvicorn's httptools
+    protocol with a deadline of ``header_timeout_s`` on request headers), set for this process;
+    ``None`` when httptools is not installed (uvicorn's h11 fallback then runs without it)."""
     try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        from nnkd.serve import _protocol
     except ImportError:
         return None
-
-    class GuardedHttpTools(HttpToolsProtocol):
-        _header_timer = None
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(header_timeout_s, self._headers_too_slow)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_too_slow(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self._arm()
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._arm()
-
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            super().on_headers_complete()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm()                  # the next request's headers get the same deadline
-
-        def connection_lost(self, exc) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-    return GuardedHttpTools
+    _protocol.GuardedHttpTools.header_timeout_s = float(header_timeout_s)
+    return _protocol.IMPORT_PATH
 
 
 def _graceful_server(uvicorn, config, app):
@@ -331,6 +296,7 @@ def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms
                                        max_body_bytes=max_body_bytes, max_instances=max_instances,
                                        max_queue_rows=max_queue_rows, key_file=key_file,
                                        body_timeout_s=body_timeout_s, trust_native=trust_native)
+    prepared = replace(prepared, header_timeout_s=float(header_timeout_s))
     plan = BatchPlan.from_dict(prepared.plan)
     logger.info("student %s: kind=%s, %s, %d bytes", prepared.student_dir, student.kind, student.expects(),
                 student.size_bytes)
@@ -347,13 +313,11 @@ def run_server(student_dir, *, host: str = "127.0.0.1", port: int = 8000, slo_ms
     common = {"host": host, "port": port, "log_level": log_level, "access_log": False, "lifespan": "on",
               "timeout_graceful_shutdown": None, "proxy_headers": False, "server_header": False, "date_header": False}
     protocol = _guarded_protocol(header_timeout_s)
-    if protocol is not None and workers == 1:
+    if protocol is not None:
         common["http"] = protocol
-    elif protocol is not None:
-        # uvicorn pickles its config to spawn workers, and the guarded protocol is a class
-        # made per call; the workers run uvicorn's own httptools protocol.
-        logger.warning("--workers %d: the --header-timeout deadline applies to one worker only; the workers use "
-                       "uvicorn's own header handling", workers)
+    else:
+        logger.warning("httptools is not installed: uvicorn's h11 protocol serves without the --header-timeout "
+                       "deadline (pip install httptools)")
     if workers == 1:
         app = build_app(student, prepared)
         _graceful_server(uvicorn, uvicorn.Config(app, **common), app).run()
