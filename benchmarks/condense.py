@@ -56,12 +56,13 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    REPO_ROOT,  # noqa: I001 - must come before numpy: it pins thread counts
-    DATASETS, DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, DEFAULT_THREADS, Dataset, check_data, fmt,
-    json_safe, load_dataset, log, machine_meta, markdown_table, pct, time_call)
+    DEFAULT_DATA_DIR,  # noqa: I001 - must come before numpy: it pins thread counts
+    DEFAULT_OUT_DIR, DEFAULT_THREADS, REPO_ROOT, check_data, log, machine_meta)
 import numpy as np
 
 from nnkd import MarginCondensedNN
+from nnkd.bench import DATASETS, SplitDataset, json_safe, load_split, markdown_table, time_call
+from nnkd.bench.report import fmt, pct
 from nnkd.condense import greedy_permutation
 
 SLOW_DATASETS = ("connect4", "mnist_test", "shuttle")
@@ -110,7 +111,7 @@ def error_row(base: dict[str, Any], exc: BaseException) -> dict[str, Any]:
     return {**base, "status": f"error: {type(exc).__name__}: {exc}"}
 
 
-def bench_nnkd(data: Dataset, label: str, params: dict[str, Any], repeats: int,
+def bench_nnkd(data: SplitDataset, label: str, params: dict[str, Any], repeats: int,
                threads: int) -> dict[str, Any]:
     """Kept fraction, accuracy, bound and warm fit time of one nnkd method."""
     base = {**data.info(), "section": "dataset", "library": "nnkd", "method": label,
@@ -128,14 +129,14 @@ def bench_nnkd(data: Dataset, label: str, params: dict[str, Any], repeats: int,
         return error_row(base, exc)
 
 
-def one_nn_accuracy(X_train: np.ndarray, y_train: np.ndarray, data: Dataset) -> float:
+def one_nn_accuracy(X_train: np.ndarray, y_train: np.ndarray, data: SplitDataset) -> float:
     """Test accuracy of scikit-learn's 1-NN fitted on the given rows."""
     from sklearn.neighbors import KNeighborsClassifier
 
     return float(KNeighborsClassifier(n_neighbors=1).fit(X_train, y_train).score(data.X_test, data.y_test))
 
 
-def bench_peers(data: Dataset, repeats: int) -> list[dict[str, Any]]:
+def bench_peers(data: SplitDataset, repeats: int) -> list[dict[str, Any]]:
     """scikit-learn 1-NN on all rows and imbalanced-learn's CNN and ENN."""
     from imblearn.under_sampling import CondensedNearestNeighbour, EditedNearestNeighbours
     from sklearn.neighbors import KNeighborsClassifier
@@ -183,7 +184,7 @@ def bench_peers(data: Dataset, repeats: int) -> list[dict[str, Any]]:
 
 def cold_probe(spec: dict[str, Any], data_dir: Path, threads: int) -> float:
     """Time the first ``fit`` in this (fresh) interpreter: the ``--cold-probe`` mode."""
-    data = load_dataset(DATASETS[spec["dataset"]], data_dir)
+    data = load_split(DATASETS[spec["dataset"]], data_dir)
     timing = time_call(lambda: nnkd_estimator(spec["params"], threads).fit(data.X_train, data.y_train),
                        repeats=1, warmup=False)
     return timing.median
@@ -271,7 +272,7 @@ def bench_ksu_scaling(name: str, X: np.ndarray, y: np.ndarray, max_prototypes: i
         return error_row(base, exc)
 
 
-def bench_scaling(data_dir: Path, letter: Dataset | None, repeats: int, threads: int,
+def bench_scaling(data_dir: Path, letter: SplitDataset | None, repeats: int, threads: int,
                   blobs_std: float, skip_blobs: bool) -> list[dict[str, Any]]:
     """The "KSU scaling" section: letter and a 100,000 x 64 Gaussian mixture."""
     rows = []
@@ -509,9 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = build_meta(args, names)
     log(f"datasets: {', '.join(names) or '(none)'}; repeats={args.repeats}, threads={args.threads}")
     rows: list[dict[str, Any]] = []
-    loaded: dict[str, Dataset] = {}
+    loaded: dict[str, SplitDataset] = {}
     for name in names:
-        data = load_dataset(DATASETS[name], args.data_dir)
+        data = load_split(DATASETS[name], args.data_dir)
         loaded[name] = data
         log(f"{name}: {data.X_train.shape[0]:,} x {data.X_train.shape[1]} train, "
             f"{data.X_test.shape[0]:,} test")

@@ -26,25 +26,13 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
 from _common import (
-    DATASETS,
-    check_data,
-    DEFAULT_DATA_DIR,
-    DEFAULT_OUT_DIR,
-    DEFAULT_TEACHER,
-    DEFAULT_THREADS,
-    SEALED_GROUP,
-    TUNING_GROUP,
-    Dataset,
-    json_safe,
-    load_dataset,
-    log,
-    machine_meta,
-    markdown_table,
-)
+    DEFAULT_DATA_DIR,  # noqa: I001 - must come before numpy: it pins thread counts
+    DEFAULT_OUT_DIR, DEFAULT_TEACHER, DEFAULT_THREADS, check_data, log, machine_meta)
+import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 
+from nnkd.bench import DATASETS, SEALED_GROUP, SplitDataset, TUNING_GROUP, json_safe, load_split, markdown_table
 from nnkd.distill import NNDistiller
 from nnkd.neighbors import MarginCondensedNN
 from nnkd.teachers import train_mlp_teacher
@@ -103,7 +91,7 @@ def teacher_row(info: dict, X, y, Q, yq):
     return teacher, teacher_pred, row
 
 
-def bench_protonn(data: Dataset, threads: int) -> list[dict[str, Any]]:
+def bench_protonn(data: SplitDataset, threads: int) -> list[dict[str, Any]]:
     """``--protonn`` rows of one dataset (see :data:`PROTONN_STUDENTS`)."""
     info = {**data.info(), "group": group_of(data.spec.name)}
     X, y, Q, yq = data.X_train, data.y_train, data.X_test.astype(np.float32), data.y_test
@@ -121,7 +109,7 @@ def bench_protonn(data: Dataset, threads: int) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_dataset(data: Dataset, threads: int) -> list[dict[str, Any]]:
+def bench_dataset(data: SplitDataset, threads: int) -> list[dict[str, Any]]:
     info = {**data.info(), "group": group_of(data.spec.name)}
     X, y, Q, yq = data.X_train, data.y_train, data.X_test, data.y_test
     X, Q = X.astype(np.float32), Q.astype(np.float32)
@@ -248,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in check_data([n for n in args.datasets.split(",") if n], Path(args.data_dir)):
-        data = load_dataset(DATASETS[name], Path(args.data_dir))
+        data = load_split(DATASETS[name], Path(args.data_dir))
         log(f"{name}: {data.X_train.shape}")
         rows += bench_dataset(data, args.threads)
         (out_dir / "distill.json").write_text(json.dumps(json_safe({"meta": meta, "rows": rows}), indent=2) + "\n")
@@ -257,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def condensed_rows(data: Dataset, threads: int) -> list[dict[str, Any]]:
+def condensed_rows(data: SplitDataset, threads: int) -> list[dict[str, Any]]:
     """1-NN on all rows and ``MarginCondensedNN()`` at its defaults (no teacher)."""
     info = {**data.info(), "group": group_of(data.spec.name)}
     X, y, Q, yq = data.X_train.astype(np.float32), data.y_train, data.X_test.astype(np.float32), data.y_test
@@ -281,7 +269,7 @@ def condensed_main(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for name in [n for n in args.datasets.split(",") if n]:
-        data = load_dataset(DATASETS[name], Path(args.data_dir))
+        data = load_split(DATASETS[name], Path(args.data_dir))
         log(f"{name}: {data.X_train.shape}")
         rows += condensed_rows(data, args.threads)
         (out_dir / "distill_condensed.json").write_text(json.dumps(json_safe({"meta": meta, "rows": rows}), indent=2)
@@ -313,7 +301,7 @@ def protonn_main(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for name in PROTONN:
-        data = load_dataset(DATASETS[name], Path(args.data_dir))
+        data = load_split(DATASETS[name], Path(args.data_dir))
         log(f"{name}: {data.X_train.shape}")
         rows += bench_protonn(data, args.threads)
         (out_dir / "distill_protonn.json").write_text(json.dumps(json_safe({"meta": meta, "rows": rows}), indent=2)

@@ -24,20 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from _common import (
-    DATASETS,
-    check_data,
-    DEFAULT_DATA_DIR,
-    DEFAULT_OUT_DIR,
-    DEFAULT_THREADS,
-    json_safe,
-    load_dataset,
-    log,
-    machine_meta,
-    markdown_table,
-)
+    DEFAULT_DATA_DIR,  # noqa: I001 - must come before numpy: it pins thread counts
+    DEFAULT_OUT_DIR, DEFAULT_THREADS, check_data, log, machine_meta)
+import numpy as np
 
+from nnkd.bench import DATASETS, json_safe, load_split, markdown_table
 from nnkd.distill import NNDistiller, select_queries
 from nnkd.teachers import train_mlp_teacher
 
@@ -133,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     check_data([args.dataset], Path(args.data_dir))
     import torch
     torch.set_num_threads(args.threads)
-    data = load_dataset(DATASETS[args.dataset], Path(args.data_dir))
+    data = load_split(DATASETS[args.dataset], Path(args.data_dir))
     X, y, Q, yq = data.X_train, data.y_train, data.X_test, data.y_test
     # 500 labelled rows set aside to measure the teacher's error (what a user would have).
     val = np.random.default_rng(0).choice(len(X), 500, replace=False)

@@ -43,26 +43,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from _common import (
-    DATASETS,
-    check_data,
-    DEFAULT_DATA_DIR,
-    DEFAULT_OUT_DIR,
-    DEFAULT_THREADS,
-    Dataset,
-    fmt,
-    json_safe,
-    load_dataset,
-    log,
-    machine_meta,
-    markdown_table,
-    time_call,
-)
+    DEFAULT_DATA_DIR,  # noqa: I001 - must come before numpy: it pins thread counts
+    DEFAULT_OUT_DIR, DEFAULT_THREADS, check_data, log, machine_meta)
+import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 
 from nnkd import KernelKNNClassifier
+from nnkd.bench import DATASETS, SplitDataset, json_safe, load_split, markdown_table, time_call
 from nnkd.bench.metrics import recall_at_k
+from nnkd.bench.report import fmt
 from nnkd.index import make_index
 
 K = 10                # recall@K
@@ -121,7 +111,7 @@ def interleaved(fn_a, fn_b, repeats: int) -> tuple[list[float], list[float]]:
     return times_a, times_b
 
 
-def bench_setting(clf: KernelKNNClassifier, data: Dataset, true_dist: np.ndarray, query_params: dict,
+def bench_setting(clf: KernelKNNClassifier, data: SplitDataset, true_dist: np.ndarray, query_params: dict,
                   threads: int, repeats: int) -> dict[str, Any]:
     index, Q = clf.index_, data.X_test
     index.set_query_params(**query_params)
@@ -145,7 +135,7 @@ def bench_setting(clf: KernelKNNClassifier, data: Dataset, true_dist: np.ndarray
     return row
 
 
-def bench_dataset(data: Dataset, threads: int, repeats: int) -> list[dict[str, Any]]:
+def bench_dataset(data: SplitDataset, threads: int, repeats: int) -> list[dict[str, Any]]:
     info = data.info()
     true_dist = make_index("exact", n_jobs=threads).fit(data.X_train).query(data.X_test, K)[0]
     rows = []
@@ -216,7 +206,7 @@ def bench_large(threads: int, repeats: int, budget_s: float) -> list[dict[str, A
 
 # --------------------------------------------------------------------------- SIMD nmslib
 
-def bench_simd(data: Dataset, simd_python: str, repeats: int) -> dict[str, Any]:
+def bench_simd(data: SplitDataset, simd_python: str, repeats: int) -> dict[str, Any]:
     """nmslib hnsw QPS (1 thread) of the PyPI wheel vs a source build, same data and params."""
     probe = Path(__file__).with_name("_nmslib_probe.py")
     params = {"build": {"M": 16, "efConstruction": 200, "indexThreadQty": 1}, "ef": list(SIMD_EF), "k": K,
@@ -374,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["versions"]["faiss"] = faiss.__version__
     rows: list[dict[str, Any]] = []
     for name in names:
-        data = load_dataset(DATASETS[name], args.data_dir)
+        data = load_split(DATASETS[name], args.data_dir)
         log(f"{name}: {data.X_train.shape} base, {data.X_test.shape[0]} queries")
         rows += bench_dataset(data, args.threads, args.repeats)
         if args.simd_python:

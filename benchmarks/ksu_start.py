@@ -30,14 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    DATASETS,  # noqa: I001 - must come before numpy: it pins thread counts
-    DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, DEFAULT_THREADS, check_data, json_safe, load_dataset, log, machine_meta,
-    markdown_table, pct)
+    DEFAULT_DATA_DIR,  # noqa: I001 - must come before numpy: it pins thread counts
+    DEFAULT_OUT_DIR, DEFAULT_THREADS, check_data, log, machine_meta)
 
 import numpy as np
 
 from nnkd._core.distances import exact_knn
 from nnkd._core.metrics import metric_code
+from nnkd.bench import DATASETS, json_safe, load_split, markdown_table
+from nnkd.bench.report import pct
 from nnkd.condense.ksu import start_row as farthest_row
 from nnkd.condense.nets import run_greedy
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{bad}: the start rule is chosen on the tuning group only ({', '.join(TUNING_GROUP)})")
     rows: list[dict[str, Any]] = []
     for name in check_data(list(filter(None, args.datasets.split(","))), args.data_dir):
-        ds = load_dataset(DATASETS[name], args.data_dir)
+        ds = load_split(DATASETS[name], args.data_dir)
         n = len(ds.X_train)
         rows += measure(name, ds.X_train, ds.y_train, ds.X_test, ds.y_test,
                         sorted({max(1, round(f * n)) for f in FRACTIONS}), rules, args.threads)

@@ -29,8 +29,6 @@ needs no data files).
 
 from __future__ import annotations
 
-import _common  # noqa: F401  (pins threads before numpy)
-
 import argparse
 import json
 import os
@@ -45,8 +43,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from _common import DEFAULT_OUT_DIR, REPO_ROOT, log, machine_meta  # noqa: I001 - must come before numpy: it pins threads
 import numpy as np
-from _common import DEFAULT_OUT_DIR, REPO_ROOT, log, machine_meta, markdown_table
+
+from nnkd.bench import markdown_table
 
 KEY = "robustness-benchmark-key-0123456789"
 

@@ -58,13 +58,14 @@ from typing import Any
 
 from _common import (
     DEFAULT_OUT_DIR,  # noqa: I001 - must come before numpy: it pins thread counts
-    fmt, json_safe, log, machine_meta, markdown_table, pct,
-)
+    log, machine_meta)
 
 import numpy as np
 
 import nnkd
 from nnkd._core.partitions import read_npy_lazily
+from nnkd.bench import json_safe, markdown_table
+from nnkd.bench.report import fmt, pct
 
 N_FEATURES = 64
 N_CLASSES = 10

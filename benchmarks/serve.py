@@ -30,9 +30,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from _common import DEFAULT_OUT_DIR, REPO_ROOT, log, machine_meta  # noqa: I001 - must come before numpy: it pins threads
 import numpy as np
-from _common import DEFAULT_OUT_DIR, REPO_ROOT, json_safe, log, machine_meta, markdown_table
 
+from nnkd.bench import json_safe, markdown_table
 from nnkd.serve import run_loadtest
 from nnkd.student import PrototypeStudent
 

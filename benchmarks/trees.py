@@ -30,23 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from _common import (
-    DATASETS,
-    check_data,
-    DEFAULT_DATA_DIR,
-    DEFAULT_OUT_DIR,
-    DEFAULT_TEACHER,
-    SEALED_GROUP,
-    TUNING_GROUP,
-    Dataset,
-    json_safe,
-    load_dataset,
-    log,
-    machine_meta,
-    markdown_table,
-)
+    DEFAULT_DATA_DIR,  # noqa: I001 - must come before numpy: it pins thread counts
+    DEFAULT_OUT_DIR, DEFAULT_TEACHER, check_data, log, machine_meta)
+import numpy as np
 
+from nnkd.bench import DATASETS, SEALED_GROUP, SplitDataset, TUNING_GROUP, json_safe, load_split, markdown_table
 from nnkd.distill import DataImpressions, DirichletMixup, NNDistiller, TreeDistiller
 from nnkd.teachers import train_mlp_teacher
 from nnkd.trees import SoftDecisionTreeClassifier
@@ -68,7 +57,7 @@ def accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(pred == truth))
 
 
-def tree_rows(data: Dataset, teacher, teacher_pred: np.ndarray, depths, seeds: int, tree_kw: dict,
+def tree_rows(data: SplitDataset, teacher, teacher_pred: np.ndarray, depths, seeds: int, tree_kw: dict,
               distill_kw: dict | None = None, labels_from=("hard", "teacher")) -> list[dict]:
     """Hard-label and/or distilled trees of each depth, one row per (depth, labels, seed)."""
     X, y, Q, yq = data.X_train, data.y_train, data.X_test, data.y_test
@@ -93,7 +82,7 @@ def tree_rows(data: Dataset, teacher, teacher_pred: np.ndarray, depths, seeds: i
     return rows
 
 
-def data_free_rows(data: Dataset, teacher, impressions_kw: dict, student_kw: dict, tree_kw: dict) -> list[dict]:
+def data_free_rows(data: SplitDataset, teacher, impressions_kw: dict, student_kw: dict, tree_kw: dict) -> list[dict]:
     """The same student distilled on real rows and on data impressions only (+ a tree on them)."""
     X, Q, yq = data.X_train, data.X_test, data.y_test
     start = time.perf_counter()
@@ -233,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     free_sets = {n for n in args.free_datasets.split(",") if n}
     results = []
     for name in check_data([n for n in args.datasets.split(",") if n], Path(args.data_dir)):
-        data = load_dataset(DATASETS[name], Path(args.data_dir))
+        data = load_split(DATASETS[name], Path(args.data_dir))
         log(f"{name}: {data.X_train.shape} train, {data.X_test.shape[0]} test")
         start = time.perf_counter()
         data = dataclasses.replace(data, X_train=data.X_train.astype(np.float32), X_test=data.X_test.astype(np.float32))

@@ -85,6 +85,13 @@ def test_npz_and_file_mistakes(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="not a readable numeric .npy"):
         read_data(tmp_path / "obj.npy")
+    np.savez(tmp_path / "objects.npz", X=np.ones((3, 2)), y=np.array([{"a": 1}] * 3, dtype=object))
+    with pytest.raises(ValueError, match="'y' is stored as Python objects, which nnkd never unpickles"):
+        read_data(tmp_path / "objects.npz")
+    np.save(tmp_path / "one.npy", np.ones((3, 2)))
+    (tmp_path / "renamed.npz").write_bytes((tmp_path / "one.npy").read_bytes())   # a .npy under an .npz name
+    with pytest.raises(ValueError, match="not a readable .npz archive: it holds one array"):
+        read_data(tmp_path / "renamed.npz")
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(ValueError, match="unsupported data format '.json'"):
         read_data(tmp_path / "x.json")

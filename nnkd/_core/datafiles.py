@@ -115,12 +115,48 @@ def _labels(values, n: int, path: Path, what: str) -> np.ndarray:
     return y
 
 
-def _read_npz(path: Path, label: str | None, features: str | None) -> DataFile:
+_NPZ_ERRORS = (OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zipfile.BadZipFile)
+
+
+def open_npz(path: Path) -> np.lib.npyio.NpzFile:
+    """An ``.npz`` archive opened without unpickling (use it as a context manager).
+
+    Raises
+    ------
+    ValueError
+        Not a readable archive (a pickle, a damaged zip, or a ``.npy`` file holding one array).
+    """
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zipfile.BadZipFile) as exc:
+    except _NPZ_ERRORS as exc:
         raise ValueError(f"{path} is not a readable .npz archive: {exc}") from None
-    with archive:
+    if not isinstance(archive, np.lib.npyio.NpzFile):   # np.load read it as a .npy file
+        raise ValueError(f"{path} is not a readable .npz archive: it holds one array (a .npy file), "
+                         "not named arrays.")
+    return archive
+
+
+def npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """One array of an archive from :func:`open_npz`; object arrays are refused, never unpickled.
+
+    Raises
+    ------
+    ValueError
+        The array is stored as Python objects, or its bytes cannot be read.
+    """
+    try:
+        return archive[key]
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise ValueError(f"{path}: array {key!r} is stored as Python objects, which nnkd never unpickles.") \
+                from None
+        raise ValueError(f"{path}: array {key!r} cannot be read: {exc}") from None
+    except _NPZ_ERRORS as exc:
+        raise ValueError(f"{path}: array {key!r} cannot be read: {exc}") from None
+
+
+def _read_npz(path: Path, label: str | None, features: str | None) -> DataFile:
+    with open_npz(path) as archive:
         keys = list(archive.files)
         feature_key = features or next((k for k in _FEATURE_KEYS if k in keys), None)
         if feature_key not in keys:
@@ -129,15 +165,9 @@ def _read_npz(path: Path, label: str | None, features: str | None) -> DataFile:
         label_key = label if label is not None else next((k for k in _LABEL_KEYS if k in keys), None)
         if label_key is not None and label_key not in keys:
             raise ValueError(f"{path}: no label key {label_key!r}; the archive holds {keys}.")
-        try:
-            X = _features(archive[feature_key], path, f"key {feature_key!r}")
-            y = None if label_key is None else _labels(archive[label_key], X.shape[0], path, f"key {label_key!r}")
-        except ValueError as exc:
-            if "pickle" in str(exc):
-                raise ValueError(f"{path}: an array is stored as Python objects, which nnkd never unpickles.") from None
-            raise
-        except (OSError, EOFError, NotImplementedError, RuntimeError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{path}: an array cannot be read: {exc}") from None
+        X = _features(npz_array(archive, feature_key, path), path, f"key {feature_key!r}")
+        y = None if label_key is None else _labels(npz_array(archive, label_key, path), X.shape[0], path,
+                                                   f"key {label_key!r}")
     return DataFile(X, y, [f"x{j}" for j in range(X.shape[1])], path)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nnkd._core.artifacts import import_optional
+from nnkd._core.datafiles import npz_array, open_npz
 from nnkd._core.metrics import check_points
 from nnkd.index import make_index
 
@@ -116,9 +117,28 @@ def _load_hdf5(path: Path) -> BenchDataset:
                         None if distances is None else distances.astype(np.float32))
 
 
+def read_npz(path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read without unpickling.
+
+    The one ``.npz`` reader of ``nnkd bench`` and of the benchmark scripts (their labelled
+    splits, :mod:`nnkd.bench.suite`), built on the one the data commands use.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not a readable ``.npz`` archive, or it holds object arrays (which would need pickle).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset {path} not found")
+    with open_npz(path) as archive:
+        return {key: npz_array(archive, key, path) for key in archive.files}
+
+
 def _load_npz(path: Path, query_fraction: float) -> BenchDataset:
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
+    arrays = read_npz(path)
     base_key = "X_train" if "X_train" in arrays else "X" if "X" in arrays else None
     if base_key is None:
         raise ValueError(f"{path} has neither 'X' nor 'X_train' (keys: {sorted(arrays)}).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -10,6 +11,40 @@ from nnkd.bench.metrics import pareto_frontier
 from nnkd.bench.runner import read_results
 
 RECALL_LEVELS = (0.9, 0.99)
+
+
+def fmt(value: Any, spec: str) -> str:
+    """A number for a markdown table: ``"–"`` when missing or NaN, ``"inf"`` when infinite."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if isinstance(value, float) and np.isinf(value):
+        return "inf"
+    return format(value, spec)
+
+
+def pct(value: Any) -> str:
+    """A fraction as a percentage with two decimals (``"–"`` when missing)."""
+    return fmt(None if value is None else 100 * value, ".2f")
+
+
+def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+    """The lines of a markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats (not valid JSON) as the strings ``"inf"``, ``"-inf"``
+    and ``"nan"``, tuples as lists and paths as strings."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value
 
 
 def _pyplot():
@@ -92,7 +127,7 @@ def write_report(out_dir) -> list[Path]:
         header = ["algorithm", *[f"best QPS at recall >= {lvl} (parameters)" for lvl in RECALL_LEVELS]]
         if kind == "knn":
             header.append(f"accuracy % at recall >= {RECALL_LEVELS[0]}")
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        body = []
         for label, group in sorted(_groups(search).items()):
             cells, acc = [label], "-"
             for lvl in RECALL_LEVELS:
@@ -101,7 +136,8 @@ def write_report(out_dir) -> list[Path]:
                 cells.append(f"{best['qps']:,.0f} ({_params(best)})" if best else "not reached")
                 if best is not None and lvl == RECALL_LEVELS[0] and "accuracy" in best:
                     acc = f"{100 * best['accuracy']:.2f}"
-            lines.append("| " + " | ".join(cells + ([acc] if kind == "knn" else [])) + " |")
+            body.append(cells + ([acc] if kind == "knn" else []))
+        lines += markdown_table(header, body)
         failed = [r for r in rows if r.get("kind") == kind and "error" in r]
         if failed:
             lines += ["", "Runs that failed: " + "; ".join(f"{_label(r)} {_params(r)}: {r['error']}" for r in failed)]
@@ -121,12 +157,11 @@ def write_report(out_dir) -> list[Path]:
         fig.savefig(out_dir / "condense.png", dpi=120)
         plt.close(fig)
         written.append(out_dir / "condense.png")
-        lines += [f"## Condensing ({condense[0]['dataset']})", "", "![condense.png](condense.png)", "",
-                  "| method | kept % | test accuracy % | bound | fit s |", "|---|---|---|---|---|"]
-        for r in condense:
-            bound = "-" if r.get("bound") is None else f"{r['bound']:.3f}"
-            lines.append(f"| {r['method']} | {100 * r['kept_fraction']:.2f} | {100 * r['accuracy']:.2f} | "
-                         f"{bound} | {r['fit_s']:.3f} |")
+        lines += [f"## Condensing ({condense[0]['dataset']})", "", "![condense.png](condense.png)", ""]
+        lines += markdown_table(["method", "kept %", "test accuracy %", "bound", "fit s"],
+                                [[r["method"], pct(r["kept_fraction"]), pct(r["accuracy"]),
+                                  "-" if r.get("bound") is None else f"{r['bound']:.3f}", f"{r['fit_s']:.3f}"]
+                                 for r in condense])
         lines.append("")
     (out_dir / "summary.md").write_text("\n".join(lines))
     written.append(out_dir / "summary.md")
