@@ -29,6 +29,7 @@ _ENV_CONFIG = "NNKD_SERVE_CONFIG"
 #: Seconds a connection may take to send a request's headers before it is closed.
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 
+
 @dataclass
 class PreparedServer:
     """Everything a server process needs, JSON-serialisable (sent to worker processes).
