@@ -117,7 +117,7 @@ def _load_hdf5(path: Path) -> BenchDataset:
                         None if distances is None else distances.astype(np.float32))
 
 
-def read_npz(path) -> dict[str, np.ndarray]:
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file, read without unpickling.
 
     The one ``.npz`` reader of ``nnkd bench`` and of the benchmark scripts (their labelled

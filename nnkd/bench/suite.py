@@ -9,6 +9,7 @@ and a sealed group used for reporting only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ class SplitDataset:
                 "standardized": self.spec.standardize, "split": self.spec.describe()}
 
 
-def check_datasets(names, data_dir) -> list[str]:
+def check_datasets(names: Iterable[str], data_dir: str | Path) -> list[str]:
     """``names`` as a list, once every one is known and readable from ``data_dir``.
 
     Raises
@@ -131,7 +132,7 @@ def _arrays(name: str, data_dir: Path) -> dict[str, np.ndarray]:
     return read_npz(Path(data_dir) / f"{name}.npz")
 
 
-def load_split(spec: DatasetSpec | str, data_dir) -> SplitDataset:
+def load_split(spec: DatasetSpec | str, data_dir: str | Path) -> SplitDataset:
     """Load, split and (if the spec says so) standardize one dataset of the suite.
 
     Parameters
