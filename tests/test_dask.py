@@ -136,8 +136,10 @@ def test_one_partition_ksu_scores_every_size_near_the_bound_minimum():
     assert clf.bound_ == pytest.approx(one.bound_)
 
 
-@pytest.mark.parametrize("method", ["hart", "fcnn"])
-def test_partitioned_consistent_methods_are_consistent_on_every_row(method):
+@pytest.mark.parametrize("method, on_cluster", [("hart", False), ("fcnn", False), ("hart", True)])
+def test_partitioned_consistent_methods_are_consistent_on_every_row(method, on_cluster, request):
+    if on_cluster:
+        request.getfixturevalue("client")
     X, y = blobs(3000, 3, 4, seed=4)
     clf = MarginCondensedNN(method, random_state=0).fit(da.from_array(X, chunks=(800, 3)), y)
     # Like a single-process store, the merged and repaired one labels every training row
@@ -149,6 +151,33 @@ def test_partitioned_consistent_methods_are_consistent_on_every_row(method):
     # The repair only ever adds rows: the merge of the partition stores is kept.
     sizes = clf.selection_curve_["repair_sizes"]
     assert np.all(np.diff(sizes) > 0) and sizes[-1] == len(clf.support_)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
+def test_repair_pass_searching_the_added_prototypes_equals_a_search_of_the_whole_store(metric):
+    # The repair keeps each row's nearest prototype between passes and searches only the
+    # prototypes a round added: after two rounds, the state equals one brute-force search
+    # over the grown store, ties (integer grids) going to the earlier prototype.
+    from scipy.spatial.distance import cdist
+
+    from nnkd.condense.methods import CondenseSettings
+    from nnkd.condense.partitioned import _nearest_labels
+
+    X, P = tied_points(500, 3, seed=1), tied_points(60, 3, seed=2)
+    classes = np.arange(3)
+    y, codes = np.random.default_rng(3).integers(0, 3, 500), np.random.default_rng(4).integers(0, 3, 60)
+    settings = CondenseSettings(method="hart")
+    state, _ = _nearest_labels(X, y, classes, None, P[:25], codes[:25], settings, metric)
+    state, (wrong_X, wrong_codes, wrong) = _nearest_labels(X, y, classes, state, P[25:], codes[25:],
+                                                           settings, metric)
+    D = cdist(X.astype(np.float64), P.astype(np.float64), "cityblock" if metric == "manhattan" else "sqeuclidean")
+    nearest = np.argmin(D, axis=1)          # first of the tied minima
+    assert (D == D.min(axis=1, keepdims=True)).sum(axis=1).max() > 1       # ties do occur
+    np.testing.assert_allclose(state[0], D.min(axis=1))
+    np.testing.assert_array_equal(state[1], codes[nearest])
+    np.testing.assert_array_equal(wrong, np.flatnonzero(codes[nearest] != y))
+    np.testing.assert_array_equal(wrong_X, X[wrong])
+    np.testing.assert_array_equal(wrong_codes, y[wrong])
 
 
 @pytest.mark.parametrize("method", ["hart", "fcnn"])

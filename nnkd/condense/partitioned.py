@@ -14,7 +14,9 @@
      consistent on ``U``, not necessarily on every row, so (without a cap) passes over the
      partitions collect the rows it labels wrong and Hart's rule absorbs them into it
      (every prototype stays) until a pass finds none, at most ``MAX_REPAIR_ROUNDS`` times:
-     the result is then consistent on all rows, as a single-process store is.
+     the result is then consistent on all rows, as a single-process store is. Each row's
+     nearest prototype stays on its worker between passes, so a pass after the first
+     searches only the prototypes the last round added.
 3. **Second pass.** Every partition assigns its rows to the nearest merged prototype
    (through the estimator's index, shipped to each worker once): per-cell class counts
    (the prototypes' majority labels), the training error ``alpha`` of the merged
@@ -124,17 +126,42 @@ def _condense_partition(Xb, yb, classes, settings: CondenseSettings, metric: str
     return PartitionStore(support, X[support], codes[support], float(result.scale), result.selection, X.shape[0])
 
 
-def _score_partition(Xb, yb, classes, index, proto_codes, metric: str):
-    """Each row's prototype, the cells' class counts, the covering radius, and the rows
-    (features, codes, positions) whose nearest prototype carries another label."""
+def _score_partition(Xb, yb, classes, index, metric: str):
+    """Each row's prototype, the cells' class counts and the covering radius."""
     X = check_points(Xb, "X")
     codes = label_codes(yb, classes)
     dist, ind = index.query(X, 1)
     owner = ind[:, 0].astype(np.int64)
     k, c = len(index), len(classes)
     counts = np.bincount(owner * c + codes, minlength=k * c).reshape(k, c).astype(np.float64)
-    wrong = np.flatnonzero(proto_codes[owner] != codes)
-    return owner, counts, float(working_radius(dist[:, 0], metric).max()), X[wrong], codes[wrong], wrong
+    return owner, counts, float(working_radius(dist[:, 0], metric).max())
+
+
+def _nearest_labels(Xb, yb, classes, state, added, added_codes, settings: CondenseSettings, metric: str):
+    """One repair pass over a partition: each row's nearest prototype after ``added`` joined
+    the store, and the rows it labels wrong.
+
+    ``state`` is ``(distance, code)`` of each row's nearest prototype in the store before
+    (``None``: the store was empty). Only the added prototypes are searched; a row moves to one
+    only when it is strictly closer (ties keep the earlier prototype, as one exact search over
+    the whole store orders them), so the state equals a search over the grown store.
+
+    Returns
+    -------
+    state : tuple of ndarrays
+        The new ``(distance, code)`` (stays on the worker between passes).
+    wrong : tuple
+        The misclassified rows' features (as given), codes and positions in the partition.
+    """
+    X = check_points(Xb, "X")
+    codes = label_codes(yb, classes)
+    dist, ind = exact_knn(as_points(X, metric), added, 1, metric_code(metric), n_jobs=settings.n_jobs)
+    dist, near = dist[:, 0], added_codes[ind[:, 0]]
+    if state is not None:
+        closer = dist < state[0]
+        dist, near = np.where(closer, dist, state[0]), np.where(closer, near, state[1])
+    wrong = np.flatnonzero(near != codes)
+    return (dist, near), (X[wrong], codes[wrong], wrong)
 
 
 def _training_rows(n: int, seed: int, holdout: float) -> np.ndarray | None:
@@ -347,16 +374,45 @@ def _consistent_merge(settings: CondenseSettings, blocks, labels, classes, n: in
 MAX_REPAIR_ROUNDS = 10
 
 
-def _absorb(settings: CondenseSettings, metric: str, prototypes, rows, codes, scored, offsets):
-    """The store grown by Hart's rule over the rows it misclassified: every prototype stays,
-    and each misclassified row, visited in random order, joins it unless the grown store
-    already labels it right. Each round adds at least the first such row, so rounds end."""
-    wrong_X = np.concatenate([prototypes] + [s[3] for s in scored])
-    wrong_codes = np.concatenate([codes] + [s[4] for s in scored])
-    wrong_rows = np.concatenate([rows] + [s[5] + offsets[p] for p, s in enumerate(scored)])
+def _absorb(settings: CondenseSettings, metric: str, prototypes, rows, codes, wrong, offsets):
+    """The store grown by Hart's rule over the rows it misclassified: every prototype stays
+    (the store is a prefix of the result), and each misclassified row, visited in random
+    order, joins it unless the grown store already labels it right. Each round adds at least
+    the first such row, so rounds end."""
+    wrong_X = np.concatenate([prototypes] + [w[0] for w in wrong])
+    wrong_codes = np.concatenate([codes] + [w[1] for w in wrong])
+    wrong_rows = np.concatenate([rows] + [w[2] + offsets[p] for p, w in enumerate(wrong)])
     grown = hart_condense(as_points(wrong_X, metric), wrong_codes, metric_code(metric), initial=len(rows),
                           random_state=settings.random_state, n_jobs=settings.n_jobs).support
     return np.ascontiguousarray(wrong_X[grown]), wrong_rows[grown], wrong_codes[grown]
+
+
+def _repair(settings: CondenseSettings, metric: str, blocks, labels, classes, offsets, prototypes, rows, codes):
+    """Grow a merged Hart/FCNN store until it labels every row right (or the rounds run out).
+
+    The first pass searches the whole store; each later pass searches only the prototypes the
+    last round added, against each row's nearest distance kept on its worker (``dask.persist``),
+    so a round costs a pass over the rows with a small search rather than a search of the whole
+    store. Returns the store and its size after each round.
+    """
+    import dask
+
+    update = dask.delayed(_nearest_labels, pure=True)
+    states = [None] * len(blocks)
+    sizes, added = [len(rows)], 0
+    for _ in range(MAX_REPAIR_ROUNDS):
+        new_rows = dask.delayed(np.ascontiguousarray(as_points(prototypes[added:], metric)), pure=True)
+        new_codes = dask.delayed(codes[added:], pure=True)
+        passes = dask.persist(*[update(b, lab, classes, st, new_rows, new_codes, settings, metric)
+                                for b, lab, st in zip(blocks, labels, states)])
+        states = [p[0] for p in passes]
+        wrong = dask.compute(*[p[1] for p in passes])
+        if not any(len(w[2]) for w in wrong):
+            break
+        added = len(rows)
+        prototypes, rows, codes = _absorb(settings, metric, prototypes, rows, codes, wrong, offsets)
+        sizes.append(len(rows))
+    return prototypes, rows, codes, sizes
 
 
 #: method -> how partitions are condensed and merged.
@@ -416,21 +472,17 @@ def partitioned_condense(settings: CondenseSettings, X, y, *, metric: str, make_
     stores, prototypes, rows, codes, selection, curve, merge_scale = MERGES[settings.method](
         settings, blocks, labels, classes, n, offsets, metric)
     prototypes = np.ascontiguousarray(prototypes)
-    # Hart/FCNN without a cap promise a consistent store: repair the merged one until the
-    # second pass finds no misclassified row (or the rounds run out).
-    repair = settings.method in CONSISTENT_METHODS and settings.counts(n) == (None, None)
-    score = dask.delayed(_score_partition, pure=True)
+    # Hart/FCNN without a cap promise a consistent store: repair the merged one until a pass
+    # finds no misclassified row (or the rounds run out).
     sizes = [len(rows)]
-    for round_ in range(MAX_REPAIR_ROUNDS + 1):
-        index = make_index(prototypes)
-        # One key for the index: each worker receives it once, not once per partition.
-        shared, shared_codes = dask.delayed(index, pure=True), dask.delayed(codes, pure=True)
-        scored = dask.compute(*[score(b, lab, classes, shared, shared_codes, metric)
-                                for b, lab in zip(blocks, labels)])
-        if not repair or round_ == MAX_REPAIR_ROUNDS or not any(len(s[5]) for s in scored):
-            break
-        prototypes, rows, codes = _absorb(settings, metric, prototypes, rows, codes, scored, offsets)
-        sizes.append(len(rows))
+    if settings.method in CONSISTENT_METHODS and settings.counts(n) == (None, None):
+        prototypes, rows, codes, sizes = _repair(settings, metric, blocks, labels, classes, offsets,
+                                                 prototypes, rows, codes)
+    index = make_index(prototypes)
+    # One key for the index: each worker receives it once, not once per partition.
+    shared = dask.delayed(index, pure=True)
+    score = dask.delayed(_score_partition, pure=True)
+    scored = dask.compute(*[score(b, lab, classes, shared, metric) for b, lab in zip(blocks, labels)])
     counts = np.sum([s[1] for s in scored], axis=0)
     owner = np.concatenate([s[0] for s in scored])
     errors = int(round(counts.sum() - counts.max(axis=1).sum()))
