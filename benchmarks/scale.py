@@ -16,9 +16,9 @@ sections are kept in the JSON and the table is redrawn):
   2, 4, 8 and 16 partitions: test accuracy, bound, prototypes, wall time of ``fit`` and the
   peak resident memory of each worker (``VmHWM`` of the worker process: the cluster is new
   for every run, so the peak is this fit's).
-- ``cli``: the 1M and 10M row files condensed (Hart; KSU) with ``nnkd condense --dask
-  local:2`` and bulk-predicted with ``nnkd predict --dask local:2``, each a fresh process:
-  wall time, and the peak resident memory of the command's process and of each worker
+- ``cli``: the 1M and 10M row files condensed (Hart; KSU; ``NAME-cap``: a method with
+  KSU's ``--max-prototypes``) with ``nnkd condense --dask local:2`` and bulk-predicted
+  with ``nnkd predict --dask local:2``, each a fresh process: wall time, and the peak resident memory of the command's process and of each worker
   process (sampled every 0.2 s with psutil over the command's process tree). The
   growth of wall time from 1M to 10M rows is reported (10 = linear).
 
@@ -328,6 +328,18 @@ def run_cli(args: list[str]) -> tuple[float, dict[str, Any]]:
     return seconds, {**mem, "stdout": out[-2000:]}
 
 
+def cli_options(method: str, cap: int) -> list[str]:
+    """``nnkd condense`` options of a CLI row: ``ksu`` (``--selection bound``, capped), a method
+    name as is (its defaults, no cap), or ``NAME-cap`` (the method with KSU's cap)."""
+    name = method.removesuffix("-cap")
+    options = ["--method", name]
+    if name == "ksu":
+        options += ["--selection", "bound"]
+    if name == "ksu" or method.endswith("-cap"):
+        options += ["--max-prototypes", str(cap)]
+    return options
+
+
 def bench_cli(work: Path, sizes: list[int], methods: list[str], Xt: np.ndarray, yt: np.ndarray,
               std: float, cap: int, on_row=None) -> list[dict[str, Any]]:
     """The CLI rows; ``on_row(rows)`` after each one, so a run of hours keeps what it measured."""
@@ -340,11 +352,10 @@ def bench_cli(work: Path, sizes: list[int], methods: list[str], Xt: np.ndarray, 
         for method in methods:
             out = work / f"{method}_{n}"
             subprocess.run(["rm", "-rf", str(out)], check=True)
-            extra = ["--selection", "bound", "--max-prototypes", str(cap)] if method == "ksu" else []
-            log(f"nnkd condense {Xp.name} --dask local:2 --method {method}")
-            fit_s, fit_mem = run_cli(["condense", str(Xp), "--labels", str(yp), "--dask", "local:2",
-                                      "--method", method, *extra, "--validation-fraction", "0", "--quiet",
-                                      "--out", str(out)])
+            options = cli_options(method, cap)
+            log(f"nnkd condense {Xp.name} --dask local:2 {' '.join(options)}")
+            fit_s, fit_mem = run_cli(["condense", str(Xp), "--labels", str(yp), "--dask", "local:2", *options,
+                                      "--validation-fraction", "0", "--quiet", "--out", str(out)])
             report = json.loads((out / "report.json").read_text())
             preds = work / f"pred_{method}_{n}.npy"
             log(f"nnkd predict {out.name}/student {Xp.name} --dask local:2")
@@ -425,13 +436,17 @@ def render(results: dict[str, Any]) -> str:
     if results.get("cli"):
         lines += ["## The CLI on `.npy` files with `--dask local:2`", "",
                   "`nnkd condense X.npy --labels y.npy --dask local:2 --method M --validation-fraction 0` "
-                  "(KSU: `--selection bound --max-prototypes cap`) and `nnkd predict STUDENT X.npy --dask local:2` "
+                  "(KSU: `--selection bound --max-prototypes cap`; `hart-cap`: Hart with `--max-prototypes cap`) and `nnkd predict STUDENT X.npy --dask local:2` "
                   "over all training rows, each a fresh process (its own LocalCluster, 2 workers x 1 thread); "
                   "the files are read by partitions of 250,000 rows. Memory: peak of the command's process / "
-                  "peak of each worker process. Growth: wall time over the 1M row's (10 = linear).", ""]
-        base = {r["method"]: r for r in results["cli"] if r["rows"] == min(x["rows"] for x in results["cli"])}
-        body = []
+                  "peak of each worker process. Growth: wall time over the same method's smallest row (linear: the ratio of the row counts, "
+                  "10 from 1M to 10M).", ""]
+        base = {}
         for r in results["cli"]:
+            if r["method"] not in base or r["rows"] < base[r["method"]]["rows"]:
+                base[r["method"]] = r
+        body = []
+        for r in sorted(results["cli"], key=lambda r: (r["method"], r["rows"])):
             b = base.get(r["method"])
             growth = (lambda key: "–" if b is None or b is r else fmt(r[key] / b[key], ".1f"))
             body.append([r["method"], f"{r['rows']:,}", str(r["partitions"]), f"{r['prototypes']:,}",
@@ -457,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="pinned thread count (see _common.py)")
     parser.add_argument("--std", type=float, default=7.5, help="class spread of the mixture")
     parser.add_argument("--max-prototypes", type=int, default=5000, help="KSU's cap (and the greedy run's)")
-    parser.add_argument("--methods", default="ksu,hart", help="condensing methods (ksu, hart, fcnn)")
+    parser.add_argument("--methods", default="ksu,hart",
+                        help="condensing methods (ksu, hart, fcnn; CLI section also NAME-cap: with KSU's cap)")
     parser.add_argument("--partitions", default="1,2,4,8,16", help="partition counts of the partitions section")
     parser.add_argument("--rows", type=int, default=BLOCK, help="training rows of the threads and partitions sections")
     parser.add_argument("--cli-rows", default="1000000,10000000", help="row counts of the CLI section")

@@ -37,13 +37,16 @@ def test_torch_teacher_logits_soft_labels_and_embedding(rows):
     with torch.no_grad():
         ref_logits = net(torch.from_numpy(rows)).numpy()
         ref_embed = torch.tanh(net.body[0](torch.from_numpy(rows))).numpy()
-    assert_allclose(teacher.logits(rows), ref_logits, rtol=1e-6)          # batched, eval mode (no dropout)
-    assert_allclose(teacher.embed(rows), ref_embed, rtol=1e-6)
+    # Batches of 5 against one batch of 37: torch may take another GEMM kernel for each shape,
+    # so equal up to float32 rounding (dropout left on or a wrong batch would differ by ~0.1).
+    close = {"rtol": 1e-5, "atol": 1e-6}
+    assert_allclose(teacher.logits(rows), ref_logits, **close)          # batched, eval mode (no dropout)
+    assert_allclose(teacher.embed(rows), ref_embed, **close)
     expected = torch.softmax(torch.from_numpy(ref_logits) / 2.0, dim=1).numpy()
     assert_allclose(teacher.soft_labels(rows), expected, rtol=1e-5)
     assert_allclose(teacher.soft_labels(rows, 1.0).sum(axis=1), 1.0)
     net.train()                                                         # the teacher puts it back in eval
-    assert_allclose(teacher.logits(rows), ref_logits, rtol=1e-6)
+    assert_allclose(teacher.logits(rows), ref_logits, **close)
 
 
 def test_torchscript_teacher(tmp_path, rows):
