@@ -303,7 +303,7 @@ def bench_partitions(Xp: Path, yp: Path, Xt: np.ndarray, yt: np.ndarray, methods
                     seconds = time.perf_counter() - start
                 peaks = client.run(_peak_rss_bytes)
             row = {"method": method, "mode": "dask", "partitions": parts, "rows": n, "fit_s": seconds,
-                   **summary(clf, Xt, yt), "merge_scale": clf.merge_scale_,
+                   **summary(clf, Xt, yt),
                    "worker_start_mb": [round(v / 2**20, 1) for v in base.values()],
                    "worker_peak_mb": [round(v / 2**20, 1) for v in peaks.values()]}
             row["accuracy_diff_pts"] = 100 * (row["test_accuracy"] - single["test_accuracy"])

@@ -69,18 +69,66 @@ def brute_nearest(Q, P):
     return np.sqrt(d2.min(axis=1)), d2.argmin(axis=1)
 
 
-@pytest.mark.parametrize("selection", ["bound", "validation", "auto"])
-def test_partitioned_ksu_covers_within_partition_plus_merge_scale(client, selection):
+def farthest_first(X, start, m):
+    """NumPy oracle: farthest-first order (ties: the smallest row), squared euclidean."""
+    d = ((X.astype(np.float64) - X[start]) ** 2).sum(axis=1)
+    order = [start]
+    for _ in range(m - 1):
+        d[order] = -1.0
+        order.append(int(np.argmax(d)))
+        d = np.minimum(d, ((X.astype(np.float64) - X[order[-1]]) ** 2).sum(axis=1))
+    return np.array(order)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan", "cosine"])
+@pytest.mark.parametrize("chunks, candidates", [(5000, 128), (1700, 128), (900, 3), (611, 1)])
+def test_partitioned_ksu_is_the_one_process_fit_for_every_partitioning(metric, chunks, candidates, monkeypatch):
+    from nnkd.condense import greedy_permutation, traversal
+    from nnkd.condense.ksu import start_row
+
+    # Few listed candidates force many rounds and rounds that end on the certificate.
+    monkeypatch.setattr(traversal, "CANDIDATES", candidates)
+    X, y = blobs(5000, 4, 3, seed=3)
+    Xd, yd = da.from_array(X, chunks=(chunks, 4)), da.from_array(y, chunks=chunks)
+    clf = MarginCondensedNN(selection="bound", max_prototypes=300, metric=metric).fit(Xd, yd)
+    one = MarginCondensedNN(selection="bound", max_prototypes=300, metric=metric).fit(X, y)
+    np.testing.assert_array_equal(clf.support_, one.support_)
+    np.testing.assert_array_equal(clf.prototypes_, X[clf.support_])
+    assert clf.bound_ == pytest.approx(one.bound_) and clf.training_error_ == pytest.approx(one.training_error_)
+    assert clf.scale_ == pytest.approx(one.scale_, rel=1e-6)
+    # The whole curve: the one-process permutation's training errors at every prefix size.
+    from nnkd._core.metrics import as_points
+    Xw = as_points(X, metric)
+    net = greedy_permutation(Xw, metric="euclidean" if metric == "cosine" else metric, start=start_row(Xw),
+                             max_prototypes=300, labels=y)
+    np.testing.assert_array_equal(clf.selection_curve_["train_errors"], net.train_errors)
+    np.testing.assert_array_equal(clf.support_, net.order[:len(clf.support_)])
+
+
+@pytest.mark.parametrize("candidates", [128, 2])
+def test_partitioned_ksu_breaks_ties_by_row_as_a_brute_force_traversal(candidates, monkeypatch):
+    from nnkd.condense import traversal
+
+    monkeypatch.setattr(traversal, "CANDIDATES", candidates)
+    X = tied_points(1200, 3, 7)                 # 64 distinct points: ties everywhere, duplicates too
+    y = (X.sum(axis=1) > 6).astype(np.int64)
+    clf = MarginCondensedNN(selection="bound", target_size=150).fit(
+        da.from_array(X, chunks=(250, 3)), da.from_array(y, chunks=250))
+    d = ((X.astype(np.float64) - X.mean(axis=0)) ** 2).sum(axis=1)
+    np.testing.assert_array_equal(clf.support_, farthest_first(X, int(np.argmax(d)), 150))
+
+
+@pytest.mark.parametrize("selection", ["validation", "auto"])
+def test_partitioned_ksu_with_held_out_rows(client, selection):
     X, y = blobs(4000, 4, 3, seed=3)
     clf = MarginCondensedNN(selection=selection, random_state=0).fit(
         da.from_array(X, chunks=(900, 4)), da.from_array(y, chunks=900))
     dist, nearest = brute_nearest(X, clf.prototypes_)
-    gamma = clf.selection_curve_["partition_scales"].max()
-    # The guarantee the merge relies on, checked against brute force over every row.
-    assert dist.max() <= (gamma + clf.merge_scale_) * (1 + 1e-5)
     assert clf.selection_ in ("bound", "validation")
     curve = clf.selection_curve_
-    # The size is chosen over all rows: the bound's choice minimises the curve of the grid.
+    held = curve["n_held_out"]
+    assert 0.1 * len(y) < held < 0.3 * len(y)   # validation_fraction=0.2 of the rows
+    assert np.all(curve["valid_errors"] <= held) and curve["valid_errors"].shape == curve["m"].shape
     if clf.selection_ == "bound":
         assert len(clf.support_) == curve["m"][np.argmin(curve["bound"])]
     assert clf.scale_ == pytest.approx(dist.max(), rel=1e-5)
@@ -94,46 +142,6 @@ def test_partitioned_ksu_covers_within_partition_plus_merge_scale(client, select
     k = len(clf.support_)
     assert clf.bound_ == pytest.approx(min(1.0, compression_bound(len(y), clf.training_error_, 2 * k, 0.05)))
     np.testing.assert_array_equal(clf.predict(X), labels)
-
-
-def test_one_partition_ksu_is_a_prefix_of_the_one_process_permutation():
-    from nnkd.condense import greedy_permutation
-    from nnkd.condense.ksu import start_row
-
-    # The merge starts where one process starts (the row farthest from the mean of all rows),
-    # so over one partition it reproduces that process's greedy order. The rows are skewed so
-    # that the mean of the partition's net lies elsewhere and its farthest row is another one.
-    rng = np.random.default_rng(18)
-    X = np.vstack([rng.normal(scale=0.3, size=(2800, 2)), rng.uniform([3, -1], [8, 1], size=(200, 2)),
-                   [[10, 0], [-9, 0]]]).astype(np.float32)
-    y = (X[:, 1] > 0).astype(np.int64)
-    clf = MarginCondensedNN(selection="bound", max_prototypes=100).fit(
-        da.from_array(X, chunks=(len(X), 2)), da.from_array(y, chunks=len(X)))
-    order = greedy_permutation(X, start=start_row(X), max_prototypes=100).order
-    assert start_row(X[order]) != 0             # U's own mean would start elsewhere
-    assert len(clf.support_) > 1
-    np.testing.assert_array_equal(clf.support_, order[:len(clf.support_)])
-    # ... and, the sizes near the bound's minimum scored one by one, the same net.
-    one = MarginCondensedNN(selection="bound", max_prototypes=100).fit(X, y)
-    np.testing.assert_array_equal(clf.support_, one.support_)
-    assert clf.bound_ == pytest.approx(one.bound_)
-
-
-def test_one_partition_ksu_scores_every_size_near_the_bound_minimum():
-    from nnkd.condense.partitioned import prefix_grid
-
-    # 60 separated clusters, 6 classes: the bound's best net has 62 rows, between two sizes of
-    # the merge's prefix grid; the second scoring pass finds it, as one process does.
-    rng = np.random.default_rng(5)
-    centres = rng.uniform(-20, 20, size=(60, 4))
-    cluster = rng.integers(0, 60, 6000)
-    X, y = (centres[cluster] + rng.normal(size=(6000, 4))).astype(np.float32), cluster % 6
-    one = MarginCondensedNN(selection="bound", max_prototypes=400).fit(X, y)
-    assert len(one.support_) not in set(prefix_grid(400))
-    clf = MarginCondensedNN(selection="bound", max_prototypes=400).fit(
-        da.from_array(X, chunks=(6000, 4)), da.from_array(y, chunks=6000))
-    np.testing.assert_array_equal(clf.support_, one.support_)
-    assert clf.bound_ == pytest.approx(one.bound_)
 
 
 @pytest.mark.parametrize("method, on_cluster", [("hart", False), ("fcnn", False), ("hart", True)])
@@ -151,6 +159,21 @@ def test_partitioned_consistent_methods_are_consistent_on_every_row(method, on_c
     # The repair only ever adds rows: the merge of the partition stores is kept.
     sizes = clf.selection_curve_["repair_sizes"]
     assert np.all(np.diff(sizes) > 0) and sizes[-1] == len(clf.support_)
+
+
+def test_verbose_partitioned_fit_draws_client_bars_and_equals_the_quiet_fit(client, capsys):
+    X, y = blobs(3000, 3, 4, seed=4)
+    Xd = da.from_array(X, chunks=(800, 3))
+    quiet = MarginCondensedNN("hart", random_state=0).fit(Xd, y)
+    capsys.readouterr()
+    loud = MarginCondensedNN("hart", random_state=0, verbose=True).fit(Xd, y)
+    out = capsys.readouterr()
+    # Futures counted as they finish give what one dask.compute gives, in the tasks' order.
+    np.testing.assert_array_equal(loud.support_, quiet.support_)
+    np.testing.assert_array_equal(loud.selection_curve_["repair_sizes"], quiet.selection_curve_["repair_sizes"])
+    assert out.out == ""                                  # nothing on stdout
+    for bar in ("hart partition stores", "repair passes", "scoring partitions"):
+        assert bar in out.err
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "manhattan"])

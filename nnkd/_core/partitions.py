@@ -140,6 +140,29 @@ def active_client():
         return None
 
 
+def compute_tasks(tasks: list, *, desc: str, progress: bool = False) -> list:
+    """``dask.compute(*tasks)`` as a list, with a progress bar on stderr counting finished tasks.
+
+    The bar needs the tasks' completion events, which only a ``dask.distributed`` client
+    gives: on the active client the tasks are submitted as futures and counted as they finish
+    (the results are the same); without one, or with ``progress=False``, it is one
+    ``dask.compute``. The bar is drawn here, in the client, so workers' output never
+    interleaves with it.
+    """
+    import dask
+
+    client = active_client() if progress and len(tasks) > 1 else None
+    if client is None:
+        return list(dask.compute(*tasks))
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    futures = client.compute(list(tasks))
+    for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="partition", leave=False):
+        pass
+    return client.gather(futures)
+
+
 def _apply_rows(block, obj, method: str, kwargs: dict):
     return getattr(obj, method)(block, **kwargs)
 

@@ -85,7 +85,8 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         Threads for the Numba kernels (``None``: 1, ``-1``: all cores).
     verbose : bool, default=False
         Progress bars (on stderr) over the validation folds (``"ksu"``) and the scale
-        scan (``"gkn"``).
+        scan (``"gkn"``); with dask inputs on a ``dask.distributed`` client, over the
+        partitions condensed and scored and Hart/FCNN's repair passes.
 
     Attributes
     ----------
@@ -114,10 +115,6 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         ``"consistent"`` (Hart/FCNN: the store classifies every training row right) or
         ``"merged"`` (Hart/FCNN fitted on a dask array: the merged store is consistent on the
         union of the partition stores, not on every row).
-    merge_scale_ : float or None
-        Only after a fit on a dask array with ``"ksu"``: the covering radius ``r`` of the
-        merged net over the union of the partition nets; every training row lies within
-        ``selection_curve_["partition_scales"].max() + merge_scale_`` of a prototype.
     training_error_ : float
         Error of the fitted classifier on the training set.
     compression_ratio_ : float
@@ -211,10 +208,11 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         ----------
         X : array-like, dask array or dask dataframe of shape (n_samples, n_features)
             Training rows (finite; converted to float32). A dask collection is condensed by
-            partitions where it lives ("ksu", "hart", "fcnn"): each row partition on its
-            worker, then the union of their stores, then a second pass over the partitions
-            labels the cells and measures ``training_error_`` and ``bound_`` over all rows
-            (see :mod:`nnkd.condense.partitioned` for the covering guarantee).
+            partitions where it lives ("ksu": the one-process traversal, rows staying on
+            their workers; "hart", "fcnn": each row partition on its worker, then the union
+            of their stores), then a second pass over the partitions labels the cells and
+            measures ``training_error_`` and ``bound_`` over all rows (see
+            :mod:`nnkd.condense.partitioned`).
         y : array-like or dask array of shape (n_samples,)
             Class labels (any hashable type numpy can sort).
 
@@ -254,11 +252,10 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
             n_jobs=self.n_jobs, progress=self.verbose)
 
     def _fit_partitioned(self, X, y):
-        """``fit`` on a dask collection: partition-and-merge condensing
-        (:mod:`nnkd.condense.partitioned`: each partition condensed on its worker, the union
-        of their stores condensed again, the merged set scored over every row in a second
-        pass). For KSU the size is chosen over all rows as in one process, and the merged net
-        covers every row within the largest partition scale plus ``merge_scale_``."""
+        """``fit`` on a dask collection (:mod:`nnkd.condense.partitioned`): KSU's traversal of
+        all rows as one process orders them, with the rows on their workers; Hart/FCNN
+        condense each partition on its worker, then the union of their stores; the result
+        is scored over every row in a second pass."""
         check_partitioned_method(self.method)
         X = as_row_partitions(X)
         y = labels_like(y, X)
@@ -273,7 +270,6 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         self._set_condensed(fit.prototypes, fit.support, fit.codes, fit.owner, fit.counts, scale=fit.scale,
                             selection=fit.selection, curve=fit.curve)
         self.training_error_ = fit.errors / fit.owner.shape[0]
-        self.merge_scale_ = fit.merge_scale
         self._set_bound(settings)
         return self
 
