@@ -44,54 +44,71 @@ _BLOCK = 16
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _block_distance(x, p, lo, hi, metric):
-    """Rank distance of features ``lo:hi`` (vectorised: the order is fixed per compiled
-    function, the same on every worker and in the client)."""
-    s = 0.0
-    if metric == EUCLIDEAN:
-        for f in range(lo, hi):
-            t = np.float64(x[f]) - np.float64(p[f])
-            s += t * t
-    elif metric == MANHATTAN:
-        for f in range(lo, hi):
-            s += abs(np.float64(x[f]) - np.float64(p[f]))
-    else:
-        for f in range(lo, hi):
-            s = max(s, abs(np.float64(x[f]) - np.float64(p[f])))
-    return s
-
-
-@numba.njit(cache=True, nogil=True)
 def _bounded_distance(x, p, metric, bound):
-    """Rank distance of ``x`` and ``p``, or ``inf`` once a partial sum reaches ``bound`` (the
-    partial sums only grow, so the row cannot be strictly closer)."""
+    """Rank distance of rows ``x`` and ``p``, or ``inf`` once a partial sum (over blocks of
+    ``_BLOCK`` features, each vectorised) reaches ``bound``: the partial sums only grow, so
+    the row cannot be strictly closer. Most rows stop after the first block."""
     s = 0.0
     d = x.shape[0]
     for lo in range(0, d, _BLOCK):
-        b = _block_distance(x, p, lo, min(lo + _BLOCK, d), metric)
-        s = max(s, b) if metric != EUCLIDEAN and metric != MANHATTAN else s + b
+        hi = min(lo + _BLOCK, d)
+        if metric == EUCLIDEAN:
+            b = 0.0
+            for f in range(lo, hi):
+                t = np.float64(x[f]) - np.float64(p[f])
+                b += t * t
+            s += b
+        elif metric == MANHATTAN:
+            b = 0.0
+            for f in range(lo, hi):
+                b += abs(np.float64(x[f]) - np.float64(p[f]))
+            s += b
+        else:
+            for f in range(lo, hi):
+                s = max(s, abs(np.float64(x[f]) - np.float64(p[f])))
         if s >= bound:
             return np.inf
     return s
 
 
 @numba.njit(cache=True, nogil=True)
-def _move(X, centre, own, dist, metric, moved):
-    """Rows of ``X`` strictly closer to ``centre`` than ``dist`` (and row ``own``, the centre
-    itself, ``-1`` when elsewhere): their distances are updated, their positions written
-    into ``moved``; returns how many."""
+def _grown(a, size):
+    out = np.empty(size, dtype=a.dtype)
+    out[:a.shape[0]] = a
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _move(X, C, own, dist, owner, first, metric):
+    """Apply centres ``C`` (in order; ``own[j]``: the row of ``X`` that centre ``j`` is, or
+    ``-1``) to every row: a row joins centre ``j`` when strictly closer than its own (a
+    centre always joins its own cell). Row by row, so each row and the batch of centres stay
+    in cache. Updates ``dist`` and ``owner`` (centre ``j`` is position ``first + j``) and
+    returns every move as ``(row, j, previous owner)``."""
+    cap = max(16, X.shape[0] // 8)
+    rows = np.empty(cap, dtype=np.int64)
+    steps = np.empty(cap, dtype=np.int64)
+    came = np.empty(cap, dtype=np.int64)
     count = 0
     for i in range(X.shape[0]):
-        if i == own:
-            dist[i] = 0.0
-        else:
-            d = _bounded_distance(X[i], centre, metric, dist[i])
-            if not d < dist[i]:
-                continue
-            dist[i] = d
-        moved[count] = i
-        count += 1
-    return count
+        x = X[i]
+        for j in range(C.shape[0]):
+            if own[j] == i:
+                dist[i] = 0.0
+            else:
+                d = _bounded_distance(x, C[j], metric, dist[i])
+                if not d < dist[i]:
+                    continue
+                dist[i] = d
+            if count == cap:                         # more moves than room: double it
+                cap *= 2
+                rows = _grown(rows, cap)
+                steps = _grown(steps, cap)
+                came = _grown(came, cap)
+            rows[count], steps[count], came[count] = i, j, owner[i]
+            owner[i] = first + j
+            count += 1
+    return rows[:count], steps[:count], came[:count]
 
 
 @dataclass
@@ -165,31 +182,31 @@ def traversal_step(state: TraversalState, centres: np.ndarray, centre_rows: np.n
         each earlier cell, as ``(from, code, held_out, count)`` rows; the candidates as
         ``(dist, global rows, working rows, given rows, codes)``; ``tau``.
     """
-    code = metric_code(metric)
     dist, owner, centre = state.dist.copy(), state.owner.copy(), state.centre.copy()
-    moved = np.empty(state.rows.shape[0], dtype=np.int64)
-    held = np.zeros(state.rows.shape[0], dtype=np.int64) if state.active is None else \
-        (~state.active).astype(np.int64)
-    moves = []
-    for j, (g, row) in enumerate(zip(centres, centre_rows)):
-        own = int(g) - state.offset if 0 <= int(g) - state.offset < state.rows.shape[0] else -1
-        if own >= 0:
-            centre[own] = 1
-        count = _move(state.rows, row, own, dist, code, moved)
-        rows = moved[:count]
-        keys = (owner[rows] + 1) * (2 * n_classes) + state.codes[rows] * 2 + held[rows]
-        key, counts = np.unique(keys, return_counts=True)
-        moves.append(np.stack([key // (2 * n_classes) - 1, key % (2 * n_classes) // 2, key % 2, counts], axis=1))
-        owner[rows] = first + j
+    local = np.asarray(centres, dtype=np.int64) - state.offset
+    own = np.where((local >= 0) & (local < state.rows.shape[0]), local, -1)
+    centre[own[own >= 0]] = 1
+    rows, steps, came = _move(state.rows, np.ascontiguousarray(centre_rows), own, dist, owner, first,
+                              metric_code(metric))
+    held = np.zeros(len(rows), dtype=np.int64) if state.active is None else (~state.active[rows]).astype(np.int64)
+    # One key per (centre, previous cell, class, held out); counted, then split by centre.
+    width = (first + len(centres) + 1) * n_classes * 2
+    key, counts = np.unique(steps * width + (came + 1) * (2 * n_classes) + state.codes[rows] * 2 + held,
+                            return_counts=True)
+    step, rest = key // width, key % width
+    table = np.stack([rest // (2 * n_classes) - 1, rest % (2 * n_classes) // 2, rest % 2, counts], axis=1)
+    cuts = np.searchsorted(step, np.arange(len(centres) + 1))
+    moves = [table[cuts[j]:cuts[j + 1]] for j in range(len(centres))]
     new = TraversalState(state.rows, state.given, state.codes, state.active, state.offset, dist, owner, centre)
     candidates, tau = _candidates(new, dist, centre, CANDIDATES if limit is None else limit)
     return new, (moves, candidates, tau)
 
 
 def _pool_move(pool_rows: np.ndarray, pool_dist: np.ndarray, row: np.ndarray, metric: str) -> None:
-    """The client's copy of :func:`_move` over the listed candidates (the same function)."""
-    moved = np.empty(pool_rows.shape[0], dtype=np.int64)
-    _move(pool_rows, row, -1, pool_dist, metric_code(metric), moved)
+    """The client's copy of a partition's update over the listed candidates (the same kernel,
+    so the same distances)."""
+    owner = np.zeros(pool_rows.shape[0], dtype=np.int64)
+    _move(pool_rows, row[None, :], np.array([-1]), pool_dist, owner, 0, metric_code(metric))
 
 
 def pick_centres(summaries, limit: int, metric: str):
