@@ -159,8 +159,8 @@ def _nearest_labels(Xb, yb, classes, state, added, added_codes, settings: Conden
 
 def _training_rows(n: int, seed: int, holdout: float) -> np.ndarray | None:
     """The rows of a partition that may become prototypes (``None``: all of them); the
-    others, a random ``holdout`` fraction drawn from ``seed``, are held out for validation.
-    Drawn again from the same seed in every pass, so nothing is stored between passes."""
+    others, a random ``holdout`` fraction drawn from the partition's ``seed`` (so a fit is
+    reproducible from ``random_state``), are held out for validation."""
     if holdout <= 0.0:
         return None
     active = np.random.default_rng(seed).random(n) >= holdout
