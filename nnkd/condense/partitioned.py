@@ -240,27 +240,25 @@ def _ksu_traversal(settings: CondenseSettings, blocks, labels, classes, n: int, 
     mean = np.sum([v for v, _ in sums], axis=0) / n_active
     far = [f for f in dask.compute(*[dask.delayed(farthest_from, pure=True)(st, mean) for st in states]) if f]
     first = max(far, key=lambda f: (f[0], -f[1]))
-    pending = (np.array([first[1]]), first[2][None, :], first[3][None, :], np.array([first[4]]), np.array([np.inf]))
-    picked, cells = [], _CellCounts(limit, len(classes))
-    right = []
+    pending = (np.array([first[1]]), first[2][None, :], first[3][None, :], np.array([first[4]]))
+    picked, right, cells = [], [], _CellCounts(limit, len(classes))
     step = dask.delayed(traversal_step, pure=True)
     bar = tqdm(total=limit, desc="KSU traversal", unit="centre", disable=not progress, leave=False)
-    rounds = 0
-    while pending is not None and len(picked) < limit:
-        k = sum(len(p[0]) for p in picked)
+    done = rounds = 0
+    while pending is not None:                # a round: the partitions apply the pending centres
         rows = dask.delayed(np.ascontiguousarray(pending[1]), pure=True)
-        passes = dask.persist(*[step(st, pending[0], rows, k, len(classes), metric) for st in states])
+        passes = dask.persist(*[step(st, pending[0], rows, done, len(classes), metric) for st in states])
         states = [q[0] for q in passes]
         summaries = dask.compute(*[q[1] for q in passes])
         rounds += 1
         for j in range(len(pending[0])):
-            right.append(cells.add(k + j, [sm[0][j] for sm in summaries]))
+            right.append(cells.add(done + j, [sm[0][j] for sm in summaries]))
         picked.append(pending)
         bar.update(len(pending[0]))
-        done = k + len(pending[0])
+        done += len(pending[0])
         pending = pick_centres(summaries, limit - done, metric) if done < limit else None
     bar.close()
-    order, _, given, codes, _ = (np.concatenate(parts) for parts in zip(*picked))
+    order, _, given, codes = (np.concatenate(parts) for parts in zip(*picked))
     right = np.array(right)
     m = np.arange(1, len(order) + 1)
     train_errors = n - right[:, 2]

@@ -154,10 +154,11 @@ def farthest_from(state: TraversalState, centre: np.ndarray):
     return float(d.max()), state.offset + i, state.rows[i], state.given[i], int(state.codes[i])
 
 
-def _candidates(state: TraversalState, dist: np.ndarray, centre: np.ndarray, limit: int):
+def _candidates(state: TraversalState, limit: int):
     """The ``limit`` farthest active non-centre rows (largest distance first, ties by row) and
     ``tau``, the largest distance of a row left out (``-inf`` when none is)."""
-    free = centre == 0
+    dist = state.dist
+    free = state.centre == 0
     if state.active is not None:
         free &= state.active
     idx = np.flatnonzero(free)
@@ -203,7 +204,7 @@ def traversal_step(state: TraversalState, centres: np.ndarray, centre_rows: np.n
     cuts = np.searchsorted(step, np.arange(len(centres) + 1))
     moves = [table[cuts[j]:cuts[j + 1]] for j in range(len(centres))]
     new = TraversalState(state.rows, state.given, state.codes, state.active, state.offset, dist, owner, centre)
-    candidates, tau = _candidates(new, dist, centre, CANDIDATES if limit is None else limit)
+    candidates, tau = _candidates(new, CANDIDATES if limit is None else limit)
     return new, (moves, candidates, tau)
 
 
@@ -217,8 +218,8 @@ def _pool_move(pool_rows: np.ndarray, pool_dist: np.ndarray, row: np.ndarray, me
 def pick_centres(summaries, limit: int, metric: str):
     """The centres one process would add next, from the partitions' candidate lists.
 
-    Returns the picks as ``(global rows, working rows, given rows, codes, radii)`` (rank
-    distances), at most ``limit`` of them; none when no partition lists a candidate.
+    Returns the picks as ``(global rows, working rows, given rows, codes)``, at most ``limit``
+    of them; ``None`` when no partition lists a candidate.
     """
     lists = [s[1] for s in summaries]
     dist = np.concatenate([c[0] for c in lists]).astype(np.float64)
@@ -237,8 +238,8 @@ def pick_centres(summaries, limit: int, metric: str):
         best = free[np.lexsort((rows[free], -dist[free]))[0]]
         if picks and not dist[best] > tau:
             break
-        picks.append((best, dist[best]))
+        picks.append(best)
         dist[best] = -1.0                           # now a centre
         _pool_move(work, dist, work[best], metric)
-    at = np.array([p[0] for p in picks], dtype=np.int64)
-    return rows[at], work[at], given[at], codes[at], np.array([p[1] for p in picks])
+    at = np.array(picks, dtype=np.int64)
+    return rows[at], work[at], given[at], codes[at]
