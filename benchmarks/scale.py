@@ -18,7 +18,8 @@ sections are kept in the JSON and the table is redrawn):
   for every run, so the peak is this fit's).
 - ``cli``: the 1M and 10M row files condensed (Hart; KSU; ``NAME-cap``: a method with
   KSU's ``--max-prototypes``) with ``nnkd condense --dask local:2`` and bulk-predicted
-  with ``nnkd predict --dask local:2``, each a fresh process: wall time, and the peak resident memory of the command's process and of each worker
+  with ``nnkd predict --dask local:2``, each a fresh process: wall time, and the peak
+  resident memory of the command's process and of each worker
   process (sampled every 0.2 s with psutil over the command's process tree). The
   growth of wall time from 1M to 10M rows is reported (10 = linear).
 
@@ -264,7 +265,7 @@ def bench_ceiling(reps: int = 5) -> list[dict[str, Any]]:
 def estimator(method: str, cap: int, n_jobs: int):
     if method == "ksu":
         return nnkd.MarginCondensedNN(method="ksu", selection="bound", max_prototypes=cap, n_jobs=n_jobs)
-    return nnkd.MarginCondensedNN(method=method, n_jobs=n_jobs)
+    return nnkd.MarginCondensedNN(method=method, n_jobs=n_jobs, random_state=0)   # Hart's visit order
 
 
 def summary(clf, Xt: np.ndarray, yt: np.ndarray) -> dict[str, Any]:
@@ -417,9 +418,9 @@ def render(results: dict[str, Any]) -> str:
                   "One process: the estimator on the in-memory rows with `n_jobs=2`. Dask: the same estimator "
                   "(`n_jobs=1`) on the `.npy` file read by partitions, on a fresh `LocalCluster(n_workers=2, "
                   "threads_per_worker=1)` per row; worker memory is each worker process's peak (`VmHWM`), "
-                  "after starting at the value in brackets. KSU: `selection=\"bound\"`, `max_prototypes`: each "
-                  "partition's permutation and the merged one stop there, the size is chosen by the bound "
-                  "over all rows; Hart: defaults.", ""]
+                  "after starting at the value in brackets. KSU: `selection=\"bound\"`, `max_prototypes`: the "
+                  "traversal of all rows stops there, the size is chosen by the bound over all rows; Hart: defaults, "
+                  "`random_state=0` (its visit order).", ""]
         body = []
         for r in results["partitions"]:
             body.append([r["method"], r["mode"] if r["partitions"] is None else f"dask, {r['partitions']} partitions",
@@ -436,10 +437,12 @@ def render(results: dict[str, Any]) -> str:
     if results.get("cli"):
         lines += ["## The CLI on `.npy` files with `--dask local:2`", "",
                   "`nnkd condense X.npy --labels y.npy --dask local:2 --method M --validation-fraction 0` "
-                  "(KSU: `--selection bound --max-prototypes cap`; `hart-cap`: Hart with `--max-prototypes cap`) and `nnkd predict STUDENT X.npy --dask local:2` "
+                  "(KSU: `--selection bound --max-prototypes cap`; `hart-cap`: Hart with `--max-prototypes cap`) and "
+                  "`nnkd predict STUDENT X.npy --dask local:2` "
                   "over all training rows, each a fresh process (its own LocalCluster, 2 workers x 1 thread); "
                   "the files are read by partitions of 250,000 rows. Memory: peak of the command's process / "
-                  "peak of each worker process. Growth: wall time over the same method's smallest row (linear: the ratio of the row counts, "
+                  "peak of each worker process. Growth: wall time over the same method's smallest row (linear: the "
+                  "ratio of the row counts, "
                   "10 from 1M to 10M).", ""]
         base = {}
         for r in results["cli"]:
