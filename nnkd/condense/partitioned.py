@@ -21,8 +21,8 @@
   between passes, so a pass after the first searches only the prototypes the last round
   added. The rows a repair adds can make earlier prototypes redundant, so the repaired store
   is condensed once more on its own and repaired again, and that store is kept when smaller
-  (200k rows of the scale benchmark's mixture, 4 and 16 partitions: 4,812 and 4,936
-  prototypes instead of 5,627 and 5,822; one process: 5,722, and 0.2 points more accurate).
+  (``benchmarks/results/scale.md``, 1M rows: 18,019-19,712 prototypes for 1, 2, 4 and 16
+  partitions, where one process keeps 22,575 and is 0.13-0.16 points more accurate).
 - **Second pass.** Every partition assigns its rows to the nearest prototype (through the
   estimator's index, shipped to each worker once): per-cell class counts (the prototypes'
   majority labels), the training error ``alpha`` over *all* rows, the covering radius and
