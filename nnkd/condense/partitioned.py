@@ -434,11 +434,11 @@ def partitioned_condense(settings: CondenseSettings, X, y, *, metric: str, make_
             # is kept when it is smaller (still consistent on every row).
             keep = np.asarray(run_condenser(settings, as_points(prototypes, metric), codes,
                                             metric_code(metric)).support, dtype=np.int64)
-            again = _repair(settings, metric, blocks, labels, classes, offsets, np.ascontiguousarray(prototypes[keep]),
-                            rows[keep], codes[keep], progress=progress)
-            reduced = again[3]
-            if again[4] and len(again[1]) < len(rows):
-                prototypes, rows, codes = again[:3]
+            small, small_rows, small_codes, reduced, small_consistent = _repair(
+                settings, metric, blocks, labels, classes, offsets, np.ascontiguousarray(prototypes[keep]),
+                rows[keep], codes[keep], progress=progress)
+            if small_consistent and len(small_rows) < len(rows):
+                prototypes, rows, codes = small, small_rows, small_codes
     index = make_index(prototypes)
     # One key for the index: each worker receives it once, not once per partition.
     shared = dask.delayed(index, pure=True)
