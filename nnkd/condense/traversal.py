@@ -23,7 +23,7 @@ distance exceeds every partition's ``tau``, since no distance grows. The first p
 round always qualifies (it is the farthest of all rows). The work per row is the
 one-process scan's, done row by row against the round's centres (a row and the batch stay
 in cache); the rounds cost one small task per partition each (1M x 64 rows, 4 partitions,
-5,000 centres: 24 rounds). Each worker holds its partitions' rows for the whole traversal
+5,000 centres: 24 rounds, as ``selection_curve_["rounds"]`` reports). Each worker holds its partitions' rows for the whole traversal
 (working space, float32) plus 17 bytes of state per row, as one process holds all of them;
 each partition's pass runs on one thread (more workers, or threads per worker, run more
 partitions at once).

@@ -85,8 +85,9 @@ class MarginCondensedNN(StudentMixin, ClassifierMixin, BaseEstimator):
         Threads for the Numba kernels (``None``: 1, ``-1``: all cores).
     verbose : bool, default=False
         Progress bars (on stderr) over the validation folds (``"ksu"``) and the scale
-        scan (``"gkn"``); with dask inputs on a ``dask.distributed`` client, over the
-        partitions condensed and scored and Hart/FCNN's repair passes.
+        scan (``"gkn"``); with dask inputs, over KSU's traversal and Hart/FCNN's repair
+        passes, and (on a ``dask.distributed`` client) over the partitions condensed and
+        scored.
 
     Attributes
     ----------
